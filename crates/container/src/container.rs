@@ -1,0 +1,780 @@
+//! The lifecycle operations behind runc's commands: create, start, state, kill, delete, exec,
+//! pause, resume, ps, update, stats, list.
+
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
+use skiff_cgroups::{Cgroup, CgroupRoot};
+use skiff_sys::process::{clone_fork, Forked};
+
+use crate::error::{chain, Context, Error, Result};
+use crate::init::{self, InitArgs};
+use crate::state::{self, HookState, Record, State, Status, CONFIG_FILE, FIFO_FILE, OCI_VERSION};
+use crate::sync::{self, Msg};
+use crate::{console, hooks, spec};
+
+/// The runtime: a state directory holding one subdirectory per container.
+pub struct Runtime {
+    pub root: PathBuf,
+}
+
+/// Options of `create` (and of the create half of `run`).
+#[derive(Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    /// A connected socket to send the console to (used by `run` in the foreground).
+    pub console_fd: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// Options of `exec`.
+pub struct ExecOptions {
+    pub process: Process,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub console_fd: Option<OwnedFd>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+fn ns_file(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Undoes a half-made container unless disarmed.
+struct Cleanup<'a> {
+    dir: &'a Path,
+    cgroup: Option<&'a Cgroup>,
+    pids: Vec<Pid>,
+    pid_file: Option<&'a Path>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for pid in &self.pids {
+            let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
+            let _ = waitpid(*pid, None);
+        }
+        if let Some(cg) = self.cgroup {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("cleanup: {}", chain(&e));
+            }
+        }
+        if let Some(p) = self.pid_file {
+            let _ = fs::remove_file(p);
+        }
+        let _ = fs::remove_dir_all(self.dir);
+    }
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime { root: root.into() }
+    }
+
+    fn cgroup_of(&self, rec: &Record) -> Result<Cgroup> {
+        let root = CgroupRoot::detect()?;
+        Ok(Cgroup::new(&root, rec.cgroups_path.as_deref(), &rec.id)?)
+    }
+
+    fn saved_spec(&self, id: &str) -> Result<Spec> {
+        let path = Record::dir(&self.root, id).join(CONFIG_FILE);
+        let raw = fs::read(&path).ctx(|| format!("cannot read {}", path.display()))?;
+        spec::parse(&raw, &path)
+    }
+
+    /// The container's status as runc reports it.
+    pub fn status(&self, rec: &Record) -> Status {
+        if !rec.init_alive() {
+            return Status::Stopped;
+        }
+        if Record::dir(&self.root, &rec.id).join(FIFO_FILE).exists() {
+            return Status::Created;
+        }
+        match self.cgroup_of(rec).and_then(|cg| Ok(cg.is_frozen()?)) {
+            Ok(true) => Status::Paused,
+            _ => Status::Running,
+        }
+    }
+
+    pub fn state(&self, id: &str) -> Result<State> {
+        let rec = Record::load(&self.root, id)?;
+        Ok(self.state_of(&rec))
+    }
+
+    fn state_of(&self, rec: &Record) -> State {
+        let status = self.status(rec);
+        State {
+            oci_version: OCI_VERSION.into(),
+            id: rec.id.clone(),
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                rec.pid
+            },
+            status,
+            bundle: rec.bundle.clone(),
+            rootfs: rec.rootfs.clone(),
+            created: rec.created.clone(),
+            owner: rec.owner.clone(),
+            annotations: rec.annotations.clone(),
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<State>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).ctx(|| format!("cannot list {}", self.root.display())),
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(rec) = Record::load(&self.root, &name) {
+                out.push(self.state_of(&rec));
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// Creates the container: its init waits in `created` until `start`.
+    pub fn create(&self, mut o: CreateOptions) -> Result<i32> {
+        state::validate_id(&o.id)?;
+        let bundle = spec::load(&o.bundle)?;
+        let spec = &bundle.spec;
+        let linux = spec.linux().as_ref().expect("validated: linux is set");
+        fs::create_dir_all(&self.root)
+            .ctx(|| format!("cannot create state root {}", self.root.display()))?;
+        let cgroups_path = linux
+            .cgroups_path()
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
+        let croot = CgroupRoot::detect()?;
+        let cg = Cgroup::new(&croot, cgroups_path.as_deref(), &o.id)?;
+        let dir = Record::dir(&self.root, &o.id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(o.id))
+            }
+            Err(e) => return Err(e).ctx(|| format!("cannot create {}", dir.display())),
+        }
+        let mut guard = Cleanup {
+            dir: &dir,
+            cgroup: None,
+            pids: Vec::new(),
+            pid_file: None,
+            armed: true,
+        };
+        fs::write(dir.join(CONFIG_FILE), &bundle.raw)
+            .ctx(|| format!("cannot save config in {}", dir.display()))?;
+        let fifo_path = dir.join(FIFO_FILE);
+        nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+            .ctx(|| format!("cannot create {}", fifo_path.display()))?;
+
+        guard.cgroup = Some(&cg);
+        cg.create()?;
+        if let Some(res) = linux.resources() {
+            cg.apply(res)?;
+        }
+        let seccomp = match linux.seccomp() {
+            Some(s) => Some(skiff_seccomp::compile(s)?),
+            None => None,
+        };
+
+        // Namespaces: new ones come from clone (fast path) or from unshare after joining the
+        // ones given by path (slow path).
+        let mut new_flags = CloneFlags::empty();
+        let mut joins = Vec::new();
+        let (mut new_userns, mut new_cgroupns, mut new_timens) = (false, false, false);
+        for ns in linux.namespaces().iter().flatten() {
+            match ns.path() {
+                Some(p) => {
+                    let f: OwnedFd = fs::File::open(p)
+                        .ctx(|| format!("cannot open {} namespace {}", ns.typ(), p.display()))?
+                        .into();
+                    joins.push((ns_flag(ns.typ()), f));
+                }
+                None => match ns.typ() {
+                    LinuxNamespaceType::Cgroup => new_cgroupns = true,
+                    LinuxNamespaceType::Time => new_timens = true,
+                    t => {
+                        if t == LinuxNamespaceType::User {
+                            new_userns = true;
+                        }
+                        new_flags |= ns_flag(t);
+                    }
+                },
+            }
+        }
+        if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) && !new_timens {
+            return Err(Error::Spec(
+                "linux.timeOffsets needs a new time namespace".into(),
+            ));
+        }
+        // Join the user namespace first: the others may be owned by it.
+        joins.sort_by_key(|(f, _)| !f.contains(CloneFlags::CLONE_NEWUSER));
+        let slow_path = !joins.is_empty();
+
+        let console = match (&o.console_socket, o.console_fd.take()) {
+            (Some(p), _) => Some(console::connect(p)?),
+            (None, fd) => fd,
+        };
+        let (parent_chan, child_chan) = sync::pair()?;
+        let process = spec.process().as_ref().expect("validated");
+        let hooks = spec.hooks().as_ref();
+        let wants_runtime_hooks = hooks.is_some_and(|h| {
+            h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+                || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+        });
+        if process.terminal().unwrap_or(false) && console.is_none() {
+            return Err(Error::Spec(
+                "process.terminal is true but no --console-socket was given".into(),
+            ));
+        }
+        let args = InitArgs {
+            id: &o.id,
+            spec,
+            bundle: &bundle.dir,
+            rootfs: &bundle.rootfs,
+            chan: child_chan,
+            fifo_path: fifo_path.clone(),
+            console,
+            cgroup_sources: cg.mount_sources(),
+            new_userns,
+            new_cgroupns,
+            new_timens,
+            joins,
+            unshare_flags: if slow_path {
+                new_flags
+            } else {
+                CloneFlags::empty()
+            },
+            slow_path,
+            no_pivot: o.no_pivot,
+            no_new_keyring: o.no_new_keyring,
+            preserve_fds: o.preserve_fds,
+            seccomp,
+            wants_runtime_hooks,
+        };
+        let clone_flags = if slow_path {
+            CloneFlags::empty()
+        } else {
+            new_flags
+        };
+        let child = match clone_fork(clone_flags)
+            .ctx(|| format!("cannot clone the container init with {clone_flags:?}"))?
+        {
+            Forked::Child => {
+                drop(parent_chan);
+                init::run(args)
+            }
+            Forked::Parent(pid) => pid,
+        };
+        drop(args);
+        guard.pids.push(child);
+
+        let fail = |msg: Option<Msg>| -> Error {
+            match msg {
+                Some(Msg::Error(m)) => Error::Init(m),
+                Some(other) => Error::Other(format!(
+                    "unexpected message from the container init: {other:?}"
+                )),
+                None => Error::Init("the container init exited before it was ready".into()),
+            }
+        };
+        if slow_path && new_userns {
+            match parent_chan.recv()? {
+                Some(Msg::UserNs) => {}
+                other => return Err(fail(other)),
+            }
+        }
+        if new_userns {
+            write_id_maps(child, spec)?;
+        }
+        cg.add_process(child.as_raw())?;
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let hook_state = |pid: i32, status: Status| {
+            serde_json::to_string(&HookState {
+                oci_version: OCI_VERSION,
+                id: &o.id,
+                status,
+                pid,
+                bundle: &bundle.dir,
+                annotations: &annotations,
+            })
+            .unwrap_or_default()
+        };
+        parent_chan.send(&Msg::Go(hook_state(child.as_raw(), Status::Creating)))?;
+        let init_pid = if slow_path {
+            let p = match parent_chan.recv()? {
+                Some(Msg::Pid(p)) => Pid::from_raw(p),
+                other => return Err(fail(other)),
+            };
+            guard.pids.push(p);
+            let _ = waitpid(child, None);
+            p
+        } else {
+            child
+        };
+        loop {
+            match parent_chan.recv()? {
+                Some(Msg::Hooks) => {
+                    let st = hook_state(init_pid.as_raw(), Status::Creating);
+                    hooks::run("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st)?;
+                    hooks::run(
+                        "createRuntime",
+                        hooks.and_then(|h| h.create_runtime().as_ref()),
+                        &st,
+                    )?;
+                    parent_chan.send(&Msg::HooksDone)?;
+                }
+                Some(Msg::Ready) => break,
+                other => return Err(fail(other)),
+            }
+        }
+        let (_, pid_start) = state::proc_stat(init_pid.as_raw())
+            .ok_or_else(|| Error::Init("the container init died right after setup".into()))?;
+        let rec = Record {
+            id: o.id.clone(),
+            pid: init_pid.as_raw(),
+            pid_start,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: state::now_rfc3339(),
+            owner: String::new(),
+            annotations: annotations.clone(),
+            cgroups_path,
+            rootless: !nix::unistd::geteuid().is_root(),
+        };
+        rec.save(&self.root)?;
+        if let Some(p) = &o.pid_file {
+            guard.pid_file = Some(p);
+            state::write_atomic(p, init_pid.as_raw().to_string().as_bytes())?;
+        }
+        guard.armed = false;
+        Ok(init_pid.as_raw())
+    }
+
+    /// Lets a created container exec its process.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let rec = Record::load(&self.root, id)?;
+        match self.status(&rec) {
+            Status::Created => {}
+            Status::Stopped => {
+                return Err(self.wrong(
+                    &rec,
+                    Status::Stopped,
+                    "cannot start a container that has stopped",
+                ))
+            }
+            s => return Err(self.wrong(&rec, s, "cannot start an already running container")),
+        }
+        let fifo = Record::dir(&self.root, id).join(FIFO_FILE);
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .ctx(|| format!("cannot open {}", fifo.display()))?;
+            f.write_all(b"0")
+                .ctx(|| "cannot signal the container to start".into())?;
+        }
+        fs::remove_file(&fifo).ctx(|| format!("cannot remove {}", fifo.display()))?;
+        let spec = self.saved_spec(id)?;
+        let st = serde_json::to_string(&HookState {
+            oci_version: OCI_VERSION,
+            id,
+            status: Status::Running,
+            pid: rec.pid,
+            bundle: &rec.bundle,
+            annotations: &rec.annotations,
+        })
+        .unwrap_or_default();
+        if let Err(e) = hooks::run(
+            "poststart",
+            spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
+            &st,
+        ) {
+            tracing::warn!("{}", chain(&e));
+        }
+        Ok(())
+    }
+
+    fn wrong(&self, rec: &Record, status: Status, what: &str) -> Error {
+        Error::WrongState {
+            id: rec.id.clone(),
+            status: status.to_string(),
+            what: what.to_string(),
+        }
+    }
+
+    /// Sends `sig` to the init (or every process of the container with `all`).
+    pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
+        let rec = Record::load(&self.root, id)?;
+        let status = self.status(&rec);
+        if status == Status::Stopped {
+            return Err(self.wrong(&rec, status, "container not running"));
+        }
+        if all {
+            let cg = self.cgroup_of(&rec)?;
+            for pid in cg.procs()? {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
+            if status == Status::Paused && sig == Signal::SIGKILL {
+                cg.thaw()?;
+            }
+            return Ok(());
+        }
+        signal_init(&rec, sig)
+    }
+
+    /// Removes a container; a running one only with `force` (it is killed first).
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let rec = match Record::load(&self.root, id) {
+            Ok(r) => r,
+            Err(Error::NotExist(_)) if force => {
+                let _ = fs::remove_dir_all(Record::dir(&self.root, id));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let status = self.status(&rec);
+        let cg = self.cgroup_of(&rec)?;
+        match status {
+            Status::Stopped => {}
+            Status::Created => {
+                signal_init(&rec, Signal::SIGKILL)?;
+                wait_gone(&rec, Duration::from_secs(10));
+            }
+            Status::Running | Status::Paused if !force => {
+                return Err(self.wrong(
+                    &rec,
+                    status,
+                    "cannot delete a container that is not stopped (use --force)",
+                ))
+            }
+            Status::Running | Status::Paused | Status::Creating => {
+                for pid in cg.procs().unwrap_or_default() {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                let _ = signal_init(&rec, Signal::SIGKILL);
+                if status == Status::Paused {
+                    let _ = cg.thaw();
+                }
+                wait_gone(&rec, Duration::from_secs(10));
+            }
+        }
+        cg.destroy()?;
+        if let Ok(spec) = self.saved_spec(id) {
+            let st = serde_json::to_string(&HookState {
+                oci_version: OCI_VERSION,
+                id,
+                status: Status::Stopped,
+                pid: 0,
+                bundle: &rec.bundle,
+                annotations: &rec.annotations,
+            })
+            .unwrap_or_default();
+            if let Err(e) = hooks::run(
+                "poststop",
+                spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
+                &st,
+            ) {
+                tracing::warn!("{}", chain(&e));
+            }
+        }
+        let dir = Record::dir(&self.root, id);
+        fs::remove_dir_all(&dir).ctx(|| format!("cannot remove {}", dir.display()))
+    }
+
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let rec = Record::load(&self.root, id)?;
+        match self.status(&rec) {
+            Status::Running | Status::Created => Ok(self.cgroup_of(&rec)?.freeze()?),
+            s => Err(self.wrong(&rec, s, "container not running")),
+        }
+    }
+
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let rec = Record::load(&self.root, id)?;
+        match self.status(&rec) {
+            Status::Paused => Ok(self.cgroup_of(&rec)?.thaw()?),
+            s => Err(self.wrong(&rec, s, "container not paused")),
+        }
+    }
+
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let rec = Record::load(&self.root, id)?;
+        Ok(self.cgroup_of(&rec)?.procs()?)
+    }
+
+    pub fn stats(&self, id: &str) -> Result<skiff_cgroups::Stats> {
+        let rec = Record::load(&self.root, id)?;
+        let status = self.status(&rec);
+        if status == Status::Stopped {
+            return Err(self.wrong(&rec, status, "container not running"));
+        }
+        Ok(self.cgroup_of(&rec)?.stats()?)
+    }
+
+    pub fn oom_watcher(&self, id: &str) -> Result<skiff_cgroups::OomWatcher> {
+        let rec = Record::load(&self.root, id)?;
+        Ok(self.cgroup_of(&rec)?.oom_watcher()?)
+    }
+
+    pub fn is_stopped(&self, id: &str) -> bool {
+        Record::load(&self.root, id)
+            .map(|r| self.status(&r) == Status::Stopped)
+            .unwrap_or(true)
+    }
+
+    pub fn update(&self, id: &str, res: &LinuxResources) -> Result<()> {
+        let rec = Record::load(&self.root, id)?;
+        let status = self.status(&rec);
+        if status == Status::Stopped {
+            return Err(self.wrong(&rec, status, "container not running"));
+        }
+        Ok(self.cgroup_of(&rec)?.apply(res)?)
+    }
+
+    /// The container's spec process, the base `exec` builds on.
+    pub fn spec_process(&self, id: &str) -> Result<Process> {
+        let spec = self.saved_spec(id)?;
+        spec.process()
+            .clone()
+            .ok_or_else(|| Error::Spec("the container has no process".into()))
+    }
+
+    /// Runs a new process in a running container; returns its pid once it has exec'd.
+    pub fn exec(&self, id: &str, mut o: ExecOptions) -> Result<i32> {
+        let rec = Record::load(&self.root, id)?;
+        let status = self.status(&rec);
+        match status {
+            Status::Running | Status::Created => {}
+            Status::Paused if o.ignore_paused => {}
+            Status::Paused => {
+                return Err(self.wrong(&rec, status, "cannot exec in a paused container"))
+            }
+            _ => return Err(self.wrong(&rec, status, "cannot exec in a stopped container")),
+        }
+        if o.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::Spec("exec: args must not be empty".into()));
+        }
+        let spec = self.saved_spec(id)?;
+        let linux = spec.linux().as_ref();
+        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(skiff_seccomp::compile(s)?),
+            None => None,
+        };
+        let cg = self.cgroup_of(&rec)?;
+        // Namespace fds of the init, user first; only those that differ from ours.
+        let mut nsfds: Vec<(CloneFlags, OwnedFd)> = Vec::new();
+        for ns in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let name = ns_file(ns.typ());
+            let theirs = format!("/proc/{}/ns/{name}", rec.pid);
+            let f = fs::File::open(&theirs).ctx(|| format!("cannot open {theirs}"))?;
+            let same = fs::metadata(format!("/proc/self/ns/{name}"))
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                == f.metadata()
+                    .ok()
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            if !same {
+                nsfds.push((ns_flag(ns.typ()), f.into()));
+            }
+        }
+        nsfds.sort_by_key(|(f, _)| !f.contains(CloneFlags::CLONE_NEWUSER));
+        // The init must still be the same process now that we hold its namespaces.
+        if !rec.init_alive() {
+            return Err(self.wrong(&rec, Status::Stopped, "cannot exec in a stopped container"));
+        }
+        let console = match (&o.console_socket, o.console_fd.take()) {
+            (Some(p), _) => Some(console::connect(p)?),
+            (None, fd) => fd,
+        };
+        if o.process.terminal().unwrap_or(false) && console.is_none() {
+            return Err(Error::Spec(
+                "exec: a terminal was asked for but no --console-socket was given".into(),
+            ));
+        }
+        let (parent_chan, child_chan) = sync::pair()?;
+        let child = match clone_fork(CloneFlags::empty()).ctx(|| "cannot fork for exec".into())? {
+            Forked::Child => {
+                drop(parent_chan);
+                let r = exec_child(
+                    &cg,
+                    nsfds,
+                    &o.process,
+                    seccomp.as_ref(),
+                    console,
+                    &child_chan,
+                    o.preserve_fds,
+                );
+                if let Err(e) = r {
+                    let _ = child_chan.send(&Msg::Error(chain(&e)));
+                }
+                std::process::exit(1);
+            }
+            Forked::Parent(pid) => pid,
+        };
+        drop(child_chan);
+        drop(console);
+        let mut guard_pids = vec![child];
+        let result = (|| {
+            let pid = match parent_chan.recv()? {
+                Some(Msg::Pid(p)) => Pid::from_raw(p),
+                Some(Msg::Error(m)) => return Err(Error::Init(m)),
+                other => return Err(Error::Other(format!("exec: unexpected message {other:?}"))),
+            };
+            guard_pids.push(pid);
+            let _ = waitpid(child, None);
+            match parent_chan.recv()? {
+                None => Ok(pid),
+                Some(Msg::Error(m)) => Err(Error::Init(m)),
+                Some(other) => Err(Error::Other(format!("exec: unexpected message {other:?}"))),
+            }
+        })();
+        match result {
+            Ok(pid) => {
+                if let Some(p) = &o.pid_file {
+                    state::write_atomic(p, pid.as_raw().to_string().as_bytes())?;
+                }
+                Ok(pid.as_raw())
+            }
+            Err(e) => {
+                for p in guard_pids {
+                    let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+                    let _ = waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// In the forked child of `exec`: join the cgroup and namespaces, fork the process that will
+/// exec (so it is inside the pid namespace), report its pid and exit.
+fn exec_child(
+    cg: &Cgroup,
+    nsfds: Vec<(CloneFlags, OwnedFd)>,
+    p: &Process,
+    seccomp: Option<&skiff_seccomp::Filter>,
+    console: Option<OwnedFd>,
+    chan: &sync::Channel,
+    preserve_fds: u32,
+) -> Result<()> {
+    cg.add_process(nix::unistd::getpid().as_raw())?;
+    for (flag, fd) in &nsfds {
+        nix::sched::setns(fd.as_fd(), *flag)
+            .ctx(|| format!("cannot join the container's namespace {flag:?}"))?;
+    }
+    drop(nsfds);
+    match clone_fork(CloneFlags::empty()).ctx(|| "cannot fork the exec process".into())? {
+        Forked::Parent(pid) => {
+            chan.send(&Msg::Pid(pid.as_raw()))?;
+            std::process::exit(0);
+        }
+        Forked::Child => {}
+    }
+    nix::sys::prctl::set_dumpable(false).ctx(|| "cannot make the process non-dumpable".into())?;
+    if p.terminal().unwrap_or(false) {
+        nix::unistd::setsid().ctx(|| "cannot start a new session".into())?;
+        let sock = console.ok_or_else(|| Error::Spec("no console socket".into()))?;
+        let slave = console::setup_exec(&sock, p)?;
+        console::make_controlling(slave)?;
+    }
+    match init::finalize(p, seccomp, preserve_fds, true, || Ok(())) {
+        Ok(never) => match never {},
+        Err(e) => Err(e),
+    }
+}
+
+fn signal_init(rec: &Record, sig: Signal) -> Result<()> {
+    let pidfd = match skiff_sys::process::pidfd_open(Pid::from_raw(rec.pid)) {
+        Ok(fd) => fd,
+        Err(Errno::ESRCH) => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("cannot open pid {}", rec.pid)),
+    };
+    // The pidfd pins the process; check it is still our init and not a reused pid.
+    if !rec.init_alive() {
+        return Ok(());
+    }
+    skiff_sys::process::pidfd_send_signal(pidfd.as_fd(), sig as i32)
+        .ctx(|| format!("cannot send {sig} to pid {}", rec.pid))
+}
+
+/// Waits until the init process is gone (or a zombie), up to `max`.
+fn wait_gone(rec: &Record, max: Duration) {
+    let Ok(pidfd) = skiff_sys::process::pidfd_open(Pid::from_raw(rec.pid)) else {
+        return;
+    };
+    let mut fds = [nix::poll::PollFd::new(
+        pidfd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ms = u16::try_from(max.as_millis()).unwrap_or(u16::MAX);
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+}
+
+fn write_id_maps(pid: Pid, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().expect("validated");
+    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let uid = fmt(linux.uid_mappings().as_ref());
+    let gid = fmt(linux.gid_mappings().as_ref());
+    fs::write(format!("/proc/{pid}/uid_map"), &uid)
+        .ctx(|| format!("cannot write uid_map {uid:?}"))?;
+    fs::write(format!("/proc/{pid}/gid_map"), &gid).ctx(|| format!("cannot write gid_map {gid:?}"))
+}

@@ -1,0 +1,120 @@
+//! The parent/child handshake over a SOCK_SEQPACKET socket pair: one message per datagram.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+
+use crate::error::{Context, Error, Result};
+
+/// Messages between the runtime and the container's init (or an exec'd process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Parent → child: cgroup joined and id maps written; carries the hook state JSON.
+    Go(String),
+    /// Child → parent (slow path): I unshared the user namespace, write my id maps.
+    UserNs,
+    /// Child → parent: run the prestart/createRuntime hooks now.
+    Hooks,
+    /// Parent → child: hooks done.
+    HooksDone,
+    /// Child → parent: the pid of the process that will exec (slow path and exec).
+    Pid(i32),
+    /// Child → parent: the console master fd follows separately; set up done, waiting for start.
+    Ready,
+    /// Child → parent: something failed; the message is for the user.
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Msg::Go(s) => [b"G".as_slice(), s.as_bytes()].concat(),
+            Msg::UserNs => b"U".to_vec(),
+            Msg::Hooks => b"H".to_vec(),
+            Msg::HooksDone => b"D".to_vec(),
+            Msg::Pid(p) => format!("P{p}").into_bytes(),
+            Msg::Ready => b"R".to_vec(),
+            Msg::Error(s) => [b"E".as_slice(), s.as_bytes()].concat(),
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Msg> {
+        let (tag, rest) = b.split_first()?;
+        let text = || String::from_utf8_lossy(rest).into_owned();
+        Some(match tag {
+            b'G' => Msg::Go(text()),
+            b'U' => Msg::UserNs,
+            b'H' => Msg::Hooks,
+            b'D' => Msg::HooksDone,
+            b'P' => Msg::Pid(text().parse().ok()?),
+            b'R' => Msg::Ready,
+            b'E' => Msg::Error(text()),
+            _ => return None,
+        })
+    }
+}
+
+/// One end of the handshake channel.
+pub struct Channel(pub OwnedFd);
+
+/// A connected pair, both ends close-on-exec (the child's end closing at execve tells the
+/// parent the exec happened).
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx(|| "cannot create the sync socket pair".into())?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> Result<()> {
+        send(self.0.as_raw_fd(), &msg.encode(), MsgFlags::MSG_NOSIGNAL)
+            .ctx(|| "cannot talk to the other side of the runtime".into())
+            .map(drop)
+    }
+
+    /// The next message, or `None` when the other side closed (exited or exec'd).
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    return Msg::decode(&buf[..n]).map(Some).ok_or_else(|| {
+                        Error::Other("garbled message from the container process".into())
+                    })
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).ctx(|| "cannot read from the container process".into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_roundtrip() {
+        let (a, b) = pair().unwrap();
+        for m in [
+            Msg::Go("{\"x\":1}".into()),
+            Msg::UserNs,
+            Msg::Hooks,
+            Msg::HooksDone,
+            Msg::Pid(4242),
+            Msg::Ready,
+            Msg::Error("boom".into()),
+        ] {
+            a.send(&m).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(m));
+        }
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None, "EOF once the other end is gone");
+    }
+}

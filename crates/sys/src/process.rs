@@ -1,0 +1,111 @@
+//! Process creation and signalling that nix does not wrap.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// What `clone_fork` returned in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// We are the new process.
+    Child,
+    /// We are the caller; the new process has this pid (in the caller's pid namespace).
+    Parent(Pid),
+}
+
+/// `clone(2)` with fork semantics: the child continues on a copy of the caller's stack, exactly
+/// like `fork()`, but new namespaces can be requested at the same time (`CLONE_NEWUSER`,
+/// `CLONE_NEWPID`, ...). SIGCHLD is delivered to the parent on exit.
+///
+/// Like `fork()`, this is only sound in a single-threaded process, or if the child restricts
+/// itself to async-signal-safe work. The runtime calls it before any thread exists.
+pub fn clone_fork(flags: CloneFlags) -> nix::Result<Forked> {
+    let flags = libc::c_ulong::from((flags.bits() | libc::SIGCHLD).cast_unsigned());
+    // SAFETY: the raw clone syscall with a NULL stack duplicates the calling thread like
+    // fork(2); no pointers are passed (parent_tid, child_tid and tls are NULL/0 and unused
+    // because no CLONE_*TID / CLONE_SETTLS flag is set). Callers are single-threaded.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(
+            i32::try_from(pid).map_err(|_| Errno::EOVERFLOW)?,
+        ))),
+    }
+}
+
+/// `pidfd_open(2)`: a file descriptor that refers to `pid` and cannot be confused with a later
+/// process that reuses the number.
+pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    let fd = i32::try_from(ret).map_err(|_| Errno::EBADF)?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)` without siginfo.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> nix::Result<()> {
+    // SAFETY: the fd is a valid pidfd borrowed for the call; siginfo is NULL, which the
+    // kernel accepts; flags are 0.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `setdomainname(2)`.
+pub fn setdomainname(name: &str) -> nix::Result<()> {
+    // SAFETY: the pointer and length describe the bytes of `name`, valid for the call.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(ret).map(drop)
+}
+
+/// `setrlimit(2)` by raw resource number (the OCI spec names every RLIMIT_* the kernel has).
+pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> nix::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid rlimit for the duration of the call; the resource number is
+    // checked by the kernel (EINVAL for unknown ones).
+    let ret = unsafe { libc::setrlimit(resource as libc::__rlimit_resource_t, &lim) };
+    Errno::result(ret).map(drop)
+}
+
+/// `personality(2)`.
+pub fn set_personality(persona: u64) -> nix::Result<()> {
+    // SAFETY: personality takes an integer and returns the previous persona or -1.
+    let ret = unsafe { libc::personality(persona as libc::c_ulong) };
+    Errno::result(ret).map(drop)
+}
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: give the container its own session keyring so
+/// it cannot read the host's.
+pub fn join_session_keyring(name: &str) -> nix::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    let c = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the name is a valid NUL-terminated string for the duration of the call.
+    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
+    Errno::result(ret).map(drop)
+}

@@ -1,0 +1,50 @@
+//! Passing file descriptors over unix sockets (SCM_RIGHTS): the console master goes to the
+//! caller's `--console-socket` this way.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use nix::cmsg_space;
+use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
+
+/// Sends `fd` with a short name as the payload (runc sends the pty's name).
+pub fn send_fd(sock: BorrowedFd<'_>, name: &[u8], fd: BorrowedFd<'_>) -> nix::Result<()> {
+    let fds = [fd.as_raw_fd()];
+    let iov = [IoSlice::new(name)];
+    sendmsg::<UnixAddr>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+}
+
+/// Receives one fd sent with [`send_fd`].
+pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<UnixAddr>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel installed this fd in our table for this message; we are
+                // its only owner. Any further fds in the same message are closed below.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                for &extra in &fds[1..] {
+                    let _ = nix::unistd::close(extra);
+                }
+                return Ok(owned);
+            }
+        }
+    }
+    Err(Errno::EBADMSG)
+}
