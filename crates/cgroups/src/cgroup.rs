@@ -295,9 +295,9 @@ impl Cgroup {
         let value = pid.to_string();
         for d in &self.dirs {
             if d.always {
-                fs::write(&d.path, "cgroup.procs", &value, false)?;
+                fs::write(&d.path, "cgroup.procs", &value, self.fake)?;
             } else {
-                fs::write_if_exists(&d.path, "cgroup.procs", &value, false)?;
+                fs::write_if_exists(&d.path, "cgroup.procs", &value, self.fake)?;
             }
         }
         Ok(())
@@ -307,7 +307,7 @@ impl Cgroup {
     pub(crate) fn join_existing(&self, d: &Dir) -> Result<(), Error> {
         for pid in self.procs()? {
             // A process may exit meanwhile.
-            match fs::write(&d.path, "cgroup.procs", &pid.to_string(), false) {
+            match fs::write(&d.path, "cgroup.procs", &pid.to_string(), self.fake) {
                 Ok(()) => {}
                 Err(Error::Write { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {}
                 Err(e) => return Err(e),
@@ -437,6 +437,21 @@ impl Cgroup {
     /// removes the directory in every hierarchy, sub-cgroups included. Idempotent. Ancestors
     /// are kept (as runc does): they may be shared, e.g. a pod's cgroup.
     pub fn destroy(&self) -> Result<(), Error> {
+        if self.fake {
+            // Fake trees hold ordinary files, which cgroupfs directories never do.
+            for d in &self.dirs {
+                match std::fs::remove_dir_all(&d.path) {
+                    Err(e) if !fs::is_not_found(&e) => {
+                        return Err(Error::Rmdir {
+                            path: d.path.clone(),
+                            source: e,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
         // Fast path: the container has exited, every rmdir succeeds at once.
         let mut busy = Vec::new();
         for d in &self.dirs {

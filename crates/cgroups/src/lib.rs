@@ -9,6 +9,27 @@
 //! On a hybrid host the v1 controllers are used wherever they are mounted and the unified
 //! hierarchy for what only it holds (hugetlb on the development machine); every process is also
 //! placed in the unified hierarchy so v2-aware tools see it.
+//!
+//! # Choices
+//! - **Which v1 hierarchies.** cpu, cpuacct, memory, devices, freezer, pids, blkio (docker
+//!   stats reads it) and named hierarchies such as `name=systemd` (runc joins it too) are
+//!   created by [`Cgroup::create`] and joined by [`Cgroup::add_process`]. cpuset, hugetlb,
+//!   net_cls, net_prio and rdma are created only by [`Cgroup::apply`] when a limit needs them:
+//!   a new v1 cpuset cgroup must have cpus and mems copied from its parent (two reads and two
+//!   writes per new level) before a task may join it, which would cost every start for nothing.
+//!   When `apply` creates one later (`update`), the cgroup's processes are moved into it.
+//!   `add_process` joins such a hierarchy only if its directory exists.
+//! - **Identity.** [`Cgroup::new`] only computes paths (no file is touched for an absolute
+//!   path); `Cgroup` is also `Serialize`/`Deserialize`, so the runtime may store it instead of
+//!   recomputing it from another cgroup in later commands.
+//! - **Removal.** [`Cgroup::destroy`] removes the container's own directory (sub-cgroups
+//!   included) in every hierarchy but never its ancestors: like runc, since a parent such as a
+//!   Kubernetes pod cgroup or `/docker` may be shared or carry its own limits.
+//! - **Devices.** The OCI rules, then runc's default allow list, go through an emulation of
+//!   the v1 kernel list; v1 gets the resulting writes, v2 an eBPF program compiled from the same
+//!   result (loaded with the wrappers in `skiff_sys::bpf`). Rules from `linux.devices` are not
+//!   added here: runc adds an `allow rwm` rule per spec device, the caller should append those
+//!   to `resources.devices` before calling `apply`.
 
 mod cgroup;
 mod devices;
@@ -18,6 +39,9 @@ mod oom;
 mod stats;
 mod v1;
 mod v2;
+
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 

@@ -113,6 +113,9 @@ impl Runtime {
     }
 
     fn cgroup_of(&self, rec: &Record) -> Result<Cgroup> {
+        if let Some(cg) = &rec.cgroup {
+            return Ok(cg.clone());
+        }
         let root = CgroupRoot::detect()?;
         Ok(Cgroup::new(&root, rec.cgroups_path.as_deref(), &rec.id)?)
     }
@@ -215,9 +218,7 @@ impl Runtime {
 
         guard.cgroup = Some(&cg);
         cg.create()?;
-        if let Some(res) = linux.resources() {
-            cg.apply(res)?;
-        }
+        cg.apply(&with_device_rules(linux))?;
         let seccomp = match linux.seccomp() {
             Some(s) => Some(skiff_seccomp::compile(s)?),
             None => None,
@@ -279,7 +280,11 @@ impl Runtime {
             bundle: &bundle.dir,
             rootfs: &bundle.rootfs,
             chan: child_chan,
-            fifo_path: fifo_path.clone(),
+            fifo: fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fifo_path)
+                .ctx(|| format!("cannot open {}", fifo_path.display()))?,
             console,
             cgroup_sources: cg.mount_sources(),
             new_userns,
@@ -386,6 +391,7 @@ impl Runtime {
             owner: String::new(),
             annotations: annotations.clone(),
             cgroups_path,
+            cgroup: Some(cg.clone()),
             rootless: !nix::unistd::geteuid().is_root(),
         };
         rec.save(&self.root)?;
@@ -412,18 +418,7 @@ impl Runtime {
             s => return Err(self.wrong(&rec, s, "cannot start an already running container")),
         }
         let fifo = Record::dir(&self.root, id).join(FIFO_FILE);
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&fifo)
-                .ctx(|| format!("cannot open {}", fifo.display()))?;
-            f.write_all(b"0")
-                .ctx(|| "cannot signal the container to start".into())?;
-        }
-        fs::remove_file(&fifo).ctx(|| format!("cannot remove {}", fifo.display()))?;
+        signal_start_and_wait_exec(&fifo, &rec)?;
         let spec = self.saved_spec(id)?;
         let st = serde_json::to_string(&HookState {
             oci_version: OCI_VERSION,
@@ -737,6 +732,57 @@ fn exec_child(
     }
 }
 
+/// Lets the init exec and waits until it has (so poststart hooks run after the process
+/// started, as the spec says). The init holds the fifo open read-write and blocks reading one
+/// byte; its fd is close-on-exec, so once every writer is gone the init has exec'd (or died).
+/// Our reader is opened before our writer, which makes the kernel report POLLHUP to it when the
+/// last writer closes.
+fn signal_start_and_wait_exec(fifo: &Path, rec: &Record) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |write: bool| {
+        fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .ctx(|| format!("cannot open {}", fifo.display()))
+    };
+    let reader = open(false)?;
+    open(true)?
+        .write_all(b"0")
+        .ctx(|| "cannot signal the container to start".into())?;
+    fs::remove_file(fifo).ctx(|| format!("cannot remove {}", fifo.display()))?;
+    loop {
+        let mut fds = [nix::poll::PollFd::new(
+            reader.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).ctx(|| "cannot wait for the container to start".into()),
+        }
+        let ev = fds[0].revents().unwrap_or(nix::poll::PollFlags::empty());
+        if ev.contains(nix::poll::PollFlags::POLLHUP) {
+            if ev.contains(nix::poll::PollFlags::POLLIN) {
+                return Err(Error::Init(
+                    "the container init died before it could start".into(),
+                ));
+            }
+            return Ok(());
+        }
+        if ev.contains(nix::poll::PollFlags::POLLIN) {
+            // The init has not taken the byte yet.
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        if !rec.init_alive() {
+            return Err(Error::Init(
+                "the container init died before it could start".into(),
+            ));
+        }
+    }
+}
+
 fn signal_init(rec: &Record, sig: Signal) -> Result<()> {
     let pidfd = match skiff_sys::process::pidfd_open(Pid::from_raw(rec.pid)) {
         Ok(fd) => fd,
@@ -762,6 +808,31 @@ fn wait_gone(rec: &Record, max: Duration) {
     )];
     let ms = u16::try_from(max.as_millis()).unwrap_or(u16::MAX);
     let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+}
+
+/// The resources to apply: the spec's, plus an allow rule for each `linux.devices` entry (the
+/// container must be able to use the devices it was given, as with runc).
+fn with_device_rules(linux: &oci_spec::runtime::Linux) -> LinuxResources {
+    let mut res = linux.resources().clone().unwrap_or_default();
+    let devs = linux.devices().as_deref().unwrap_or_default();
+    if !devs.is_empty() {
+        let mut rules = res.devices().clone().unwrap_or_default();
+        for d in devs {
+            let typ = match d.typ() {
+                oci_spec::runtime::LinuxDeviceType::B => oci_spec::runtime::LinuxDeviceType::B,
+                _ => oci_spec::runtime::LinuxDeviceType::C,
+            };
+            let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
+            rule.set_allow(true)
+                .set_typ(Some(typ))
+                .set_major(Some(d.major()))
+                .set_minor(Some(d.minor()))
+                .set_access(Some("rwm".into()));
+            rules.push(rule);
+        }
+        res.set_devices(Some(rules));
+    }
+    res
 }
 
 fn write_id_maps(pid: Pid, spec: &Spec) -> Result<()> {

@@ -22,7 +22,9 @@ pub struct InitArgs<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub chan: Channel,
-    pub fifo_path: PathBuf,
+    /// The exec fifo, opened read-write by the parent (so a user-namespaced init needs no
+    /// access to the state directory).
+    pub fifo: std::fs::File,
     pub console: Option<OwnedFd>,
     pub cgroup_sources: Vec<(String, PathBuf)>,
     pub new_userns: bool,
@@ -145,12 +147,10 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
             Err(e) => return Err(e).ctx(|| "cannot create a session keyring".into()),
         }
     }
-    // The fifo `start` writes to; opened read-write so neither side blocks on open.
-    let mut fifo = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&a.fifo_path)
-        .ctx(|| format!("cannot open {}", a.fifo_path.display()))?;
+    let mut fifo = a
+        .fifo
+        .try_clone()
+        .ctx(|| "cannot use the exec fifo".into())?;
 
     let ctx = rootfs::RootfsContext {
         spec,
@@ -161,6 +161,14 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
         new_cgroupns: a.new_cgroupns,
     };
     let root = rootfs::prepare(&ctx)?;
+    // Like runc, create a missing working directory (inside the rootfs, never following a
+    // symlink out of it).
+    if matches!(
+        crate::mounts::resolve(root.as_fd(), proc_.cwd(), false),
+        Err(nix::errno::Errno::ENOENT)
+    ) {
+        crate::mounts::ensure(root.as_fd(), proc_.cwd(), crate::mounts::Kind::Dir, false)?;
+    }
     if a.wants_runtime_hooks {
         a.chan.send(&Msg::Hooks)?;
         match a.chan.recv()? {
@@ -191,8 +199,9 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
             )),
             (false, _) => None,
         };
-    rootfs::finish(spec)?;
+    // sysctls first: /proc/sys becomes read-only with the readonly paths.
     rootfs::sysctls(spec)?;
+    rootfs::finish(spec)?;
     let linux = spec.linux().as_ref();
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).ctx(|| format!("cannot set hostname {h:?}"))?;

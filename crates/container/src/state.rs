@@ -56,6 +56,10 @@ pub struct Record {
     /// `linux.cgroupsPath` as given in the spec.
     #[serde(default)]
     pub cgroups_path: Option<String>,
+    /// The container's cgroup as created (a relative path depends on the creator's own
+    /// cgroup, so later commands must not recompute it).
+    #[serde(default)]
+    pub cgroup: Option<skiff_cgroups::Cgroup>,
     #[serde(default)]
     pub rootless: bool,
 }
@@ -205,6 +209,7 @@ mod tests {
             owner: String::new(),
             annotations: HashMap::new(),
             cgroups_path: None,
+            cgroup: None,
             rootless: false,
         };
         assert!(rec.init_alive());
@@ -236,6 +241,7 @@ mod tests {
             owner: String::new(),
             annotations: HashMap::from([("k".to_string(), "v".to_string())]),
             cgroups_path: Some("/x/y".into()),
+            cgroup: None,
             rootless: false,
         };
         rec.save(dir.path()).unwrap();
