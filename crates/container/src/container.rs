@@ -329,9 +329,11 @@ impl Runtime {
                 None => Error::Init("the container init exited before it was ready".into()),
             }
         };
-        if slow_path && new_userns {
+        // The process that creates the namespaces must be placed (id maps, cgroup) before it
+        // forks anything, so every container process is born inside the cgroup.
+        if slow_path {
             match parent_chan.recv()? {
-                Some(Msg::UserNs) => {}
+                Some(Msg::Place) => {}
                 other => return Err(fail(other)),
             }
         }
@@ -351,8 +353,8 @@ impl Runtime {
             })
             .unwrap_or_default()
         };
-        parent_chan.send(&Msg::Go(hook_state(child.as_raw(), Status::Creating)))?;
         let init_pid = if slow_path {
+            parent_chan.send(&Msg::Placed)?;
             let p = match parent_chan.recv()? {
                 Some(Msg::Pid(p)) => Pid::from_raw(p),
                 other => return Err(fail(other)),
@@ -363,6 +365,7 @@ impl Runtime {
         } else {
             child
         };
+        parent_chan.send(&Msg::Go(hook_state(init_pid.as_raw(), Status::Creating)))?;
         loop {
             match parent_chan.recv()? {
                 Some(Msg::Hooks) => {
@@ -418,7 +421,7 @@ impl Runtime {
             s => return Err(self.wrong(&rec, s, "cannot start an already running container")),
         }
         let fifo = Record::dir(&self.root, id).join(FIFO_FILE);
-        signal_start_and_wait_exec(&fifo, &rec)?;
+        signal_start_and_wait_exec(&fifo)?;
         let spec = self.saved_spec(id)?;
         let st = serde_json::to_string(&HookState {
             oci_version: OCI_VERSION,
@@ -737,7 +740,7 @@ fn exec_child(
 /// byte; its fd is close-on-exec, so once every writer is gone the init has exec'd (or died).
 /// Our reader is opened before our writer, which makes the kernel report POLLHUP to it when the
 /// last writer closes.
-fn signal_start_and_wait_exec(fifo: &Path, rec: &Record) -> Result<()> {
+fn signal_start_and_wait_exec(fifo: &Path) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let open = |write: bool| {
@@ -774,11 +777,6 @@ fn signal_start_and_wait_exec(fifo: &Path, rec: &Record) -> Result<()> {
         if ev.contains(nix::poll::PollFlags::POLLIN) {
             // The init has not taken the byte yet.
             std::thread::sleep(Duration::from_micros(50));
-        }
-        if !rec.init_alive() {
-            return Err(Error::Init(
-                "the container init died before it could start".into(),
-            ));
         }
     }
 }

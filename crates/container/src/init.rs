@@ -69,11 +69,21 @@ fn slow_path(a: &mut InitArgs<'_>) -> Result<bool> {
     for (flag, fd) in &a.joins {
         nix::sched::setns(fd.as_fd(), *flag).ctx(|| format!("cannot join namespace {flag:?}"))?;
     }
-    if a.unshare_flags.contains(CloneFlags::CLONE_NEWUSER) {
+    let new_user = a.unshare_flags.contains(CloneFlags::CLONE_NEWUSER);
+    if new_user {
         unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "cannot create the user namespace".into())?;
-        // Ask the parent to write our id maps, then wait for its go.
-        a.chan.send(&Msg::UserNs)?;
-        wait_go(a)?;
+    }
+    // Ask the parent to write our id maps and put us into the cgroup, then wait.
+    a.chan.send(&Msg::Place)?;
+    match a.chan.recv()? {
+        Some(Msg::Placed) => {}
+        other => {
+            return Err(Error::Other(format!(
+                "runtime went away during setup ({other:?})"
+            )))
+        }
+    }
+    if new_user {
         become_root()?;
     }
     let rest = a.unshare_flags - CloneFlags::CLONE_NEWUSER;
@@ -140,6 +150,15 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
             std::fs::write("/proc/self/timens_offsets", offsets)
                 .ctx(|| "cannot write linux.timeOffsets".into())?;
         }
+        // unshare only moves our future children; enter the new namespace ourselves so the
+        // container process is in it on every kernel (older ones do not switch at execve).
+        let ns = std::fs::File::open("/proc/self/ns/time_for_children")
+            .ctx(|| "cannot open the new time namespace".into())?;
+        nix::sched::setns(
+            ns.as_fd(),
+            CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+        )
+        .ctx(|| "cannot enter the new time namespace".into())?;
     }
     if !a.no_new_keyring {
         match skiff_sys::process::join_session_keyring(&format!("_ses.{}", a.id)) {
@@ -285,7 +304,7 @@ where
     }
     let env_list = p.env().clone().unwrap_or_default();
     let args = p.args().clone().unwrap_or_default();
-    let path = process::lookup(&args[0], &env_list).map_err(Error::Init)?;
+    let path = process::lookup(&args[0], &env_list).map_err(Error::Other)?;
     let env = process::environment(p);
     if let Some(umask) = p.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
@@ -304,5 +323,5 @@ where
         .ctx(|| "cannot reset the signal mask".into())?;
     before_exec()?;
     let cpath: CString = path;
-    Err(Error::Init(process::execve(&cpath, &args, &env)))
+    Err(Error::Other(process::execve(&cpath, &args, &env)))
 }

@@ -11,8 +11,11 @@ use crate::error::{Context, Error, Result};
 pub enum Msg {
     /// Parent → child: cgroup joined and id maps written; carries the hook state JSON.
     Go(String),
-    /// Child → parent (slow path): I unshared the user namespace, write my id maps.
-    UserNs,
+    /// Child → parent (slow path): namespaces joined (user namespace unshared): write my id
+    /// maps and put me into the cgroup before I fork the init.
+    Place,
+    /// Parent → child (slow path): placed.
+    Placed,
     /// Child → parent: run the prestart/createRuntime hooks now.
     Hooks,
     /// Parent → child: hooks done.
@@ -29,7 +32,8 @@ impl Msg {
     fn encode(&self) -> Vec<u8> {
         match self {
             Msg::Go(s) => [b"G".as_slice(), s.as_bytes()].concat(),
-            Msg::UserNs => b"U".to_vec(),
+            Msg::Place => b"U".to_vec(),
+            Msg::Placed => b"u".to_vec(),
             Msg::Hooks => b"H".to_vec(),
             Msg::HooksDone => b"D".to_vec(),
             Msg::Pid(p) => format!("P{p}").into_bytes(),
@@ -43,7 +47,8 @@ impl Msg {
         let text = || String::from_utf8_lossy(rest).into_owned();
         Some(match tag {
             b'G' => Msg::Go(text()),
-            b'U' => Msg::UserNs,
+            b'U' => Msg::Place,
+            b'u' => Msg::Placed,
             b'H' => Msg::Hooks,
             b'D' => Msg::HooksDone,
             b'P' => Msg::Pid(text().parse().ok()?),
@@ -104,7 +109,8 @@ mod tests {
         let (a, b) = pair().unwrap();
         for m in [
             Msg::Go("{\"x\":1}".into()),
-            Msg::UserNs,
+            Msg::Place,
+            Msg::Placed,
             Msg::Hooks,
             Msg::HooksDone,
             Msg::Pid(4242),

@@ -540,15 +540,38 @@ fn cgroup_limits_are_applied_and_enforced() {
     b.args(&["sleep", "1000"]);
     let cid = id("limits");
     rt.bg(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &cid]);
+    // The same limits land in v1 files here (hybrid host) and in v2 files in the VM lane.
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let cg = |c: &str, f: &str| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup/{c}{cgpath}/{f}"))
+        let dir = if v2 {
+            format!("/sys/fs/cgroup{cgpath}")
+        } else {
+            format!("/sys/fs/cgroup/{c}{cgpath}")
+        };
+        std::fs::read_to_string(format!("{dir}/{f}"))
             .unwrap()
             .trim()
             .to_string()
     };
-    assert_eq!(cg("memory", "memory.limit_in_bytes"), "33554432");
-    assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "20000");
-    assert_eq!(cg("cpu", "cpu.shares"), "512");
+    let mem = || {
+        if v2 {
+            cg("memory", "memory.max")
+        } else {
+            cg("memory", "memory.limit_in_bytes")
+        }
+    };
+    assert_eq!(mem(), "33554432");
+    if v2 {
+        assert_eq!(cg("cpu", "cpu.max"), "20000 100000");
+        assert_eq!(
+            cg("cpu", "cpu.weight"),
+            "59",
+            "shares 512 converted as crun does"
+        );
+    } else {
+        assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "20000");
+        assert_eq!(cg("cpu", "cpu.shares"), "512");
+    }
     assert_eq!(cg("pids", "pids.max"), "20");
     // update: raise the memory limit through --resources - and through a flag.
     let mut upd = rt
@@ -564,7 +587,7 @@ fn cgroup_limits_are_applied_and_enforced() {
         .write_all(br#"{"memory": {"limit": 67108864, "swap": 67108864}}"#)
         .unwrap();
     assert!(upd.wait().unwrap().success());
-    assert_eq!(cg("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(mem(), "67108864");
     rt.ok(&["update", "--pids-limit", "30", &cid]);
     assert_eq!(cg("pids", "pids.max"), "30");
     let ev: serde_json::Value = serde_json::from_str(&rt.ok(&["events", "--stats", &cid])).unwrap();
@@ -575,7 +598,7 @@ fn cgroup_limits_are_applied_and_enforced() {
     );
     assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1);
     rt.ok(&["delete", "--force", &cid]);
-    assert!(!Path::new(&format!("/sys/fs/cgroup/memory{cgpath}")).exists());
+    assert!(cgroup_dirs(&id("limits")).is_empty(), "cgroup removed");
 
     // Enforcement: past the memory limit the container is OOM-killed; pids limit fails fork.
     b.args(&["/probe", "alloc", "200"]);
@@ -633,6 +656,42 @@ fn namespaces_can_be_joined_by_path() {
             .unwrap()
             .display()
             .to_string()
+    );
+    assert_eq!(p["pid"], 1);
+    // Detached, its init is inside its own cgroup (the intermediate process is placed before
+    // it forks the init).
+    b.args(&["sleep", "1000"]);
+    let cb = id("nsb2");
+    rt.bg(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &cb]);
+    let bpid = rt.state(&cb)["pid"].as_i64().unwrap();
+    let pids: Vec<i64> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &cb])).unwrap();
+    assert_eq!(pids, vec![bpid]);
+    rt.ok(&["delete", "--force", &cb]);
+    // A new user namespace while joining a network namespace by path (a pod with userns).
+    b.args(&["/probe"]);
+    b.set(
+        "/linux/namespaces",
+        json!([
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "user"},
+            {"type": "network", "path": format!("/proc/{apid}/ns/net")}
+        ]),
+    );
+    b.set(
+        "/linux/uidMappings",
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+    );
+    b.set(
+        "/linux/gidMappings",
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+    );
+    let p = rt.probe(&b, &id("nsb3"));
+    assert_eq!(
+        p["uid_map"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
     );
     assert_eq!(p["pid"], 1);
     rt.ok(&["delete", "--force", &ca]);
@@ -823,7 +882,10 @@ fn many_create_delete_cycles_leak_nothing() {
         .unwrap_or_default()
     };
     let (m0, f0) = (count_mounts(), count_fds());
-    let n = 200;
+    let n: usize = std::env::var("SKIFF_TEST_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     for i in 0..n {
         let cid = format!("{}-{i}", id("cycle"));
         rt.bg(&["create", "--bundle", b.path().to_str().unwrap(), &cid]);

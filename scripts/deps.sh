@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Skiff's build, demo and tests need (only what is missing).
+# Usage: scripts/deps.sh [demo|test]
+set -euo pipefail
+want=(busybox-static ca-certificates gcc libc6-dev pkg-config procps iproute2 util-linux)
+if [ "${1:-demo}" = test ]; then
+	# Engines the runtime is tested under, and what the cgroup v2 VM lane boots with.
+	want+=(containerd docker.io runc qemu-system-x86 cpio xz-utils e2fsprogs)
+fi
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing: ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# policy-rc.d: do not start docker/containerd services at install time; the tests start
+	# their own daemons with private state.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+	[ -x "$HOME/.cargo/bin/cargo" ] || {
+		echo "installing the Rust toolchain with rustup" >&2
+		apt-get install -y -qq curl >/dev/null
+		curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy -c rustfmt
+	}
+	export PATH="$HOME/.cargo/bin:$PATH"
+fi

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The runtime's cgroup v2 lane: runs skiff-runtime's integration tests (real containers,
+# crates/runtime/tests/runtime.rs) inside a VM whose kernel has cgroup v2 only.
+#
+#   scripts/v2vm/run-runtime-tests.sh [TEST-FILTER...]
+#
+# Prints a line starting with "SKIP" and exits 0 when the lane cannot run here (see
+# run-cgroup-tests.sh for the same rules).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+skip() { echo "SKIP runtime cgroup v2 VM lane: $*"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root"
+[ "$(uname -m)" = x86_64 ] || skip "needs an x86_64 host"
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1 && ! command -v apt-get >/dev/null 2>&1; then
+	skip "qemu-system-x86_64 is missing and there is no apt-get to install it"
+fi
+
+cd "$repo"
+cargo build -q -p skiff-runtime
+bin=$(cargo test -p skiff-runtime --test runtime --no-run --message-format=json 2>/dev/null |
+	grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+[ -x "$bin" ] || { echo "cannot build the skiff-runtime integration test binary" >&2; exit 1; }
+# The VM has no compiler: build the in-container probe here.
+probe_dir=$(mktemp -d /tmp/skiff-probe.XXXXXX)
+trap 'rm -rf "$probe_dir"' EXIT
+rustc -O -C target-feature=+crt-static --edition 2021 -o "$probe_dir/probe" crates/runtime/tests/probe/probe.rs
+target=$(dirname "$(dirname "$bin")")   # target/debug
+
+echo "runtime cgroup v2 VM lane: running $(basename "$bin") on a pure cgroup v2 kernel" >&2
+exec bash "$here/v2vm.sh" run --no-share --mem 2G --mount "$target:$target:ro" --mount "$probe_dir:$probe_dir:ro" \
+	--timeout "${V2VM_TIMEOUT:-900}" --env RUST_BACKTRACE --env "SKIFF_PROBE=$probe_dir/probe" --env SKIFF_TEST_CYCLES=20 -- \
+	"$bin" --test-threads=2 "$@"
