@@ -20,6 +20,7 @@ need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: apt-get install 
 
 [ "$(id -u)" = 0 ] || die "run as root (containers, cgroups)"
 need hyperfine hyperfine
+need python3 python3
 need runc runc
 need crun crun
 need unshare util-linux
@@ -118,8 +119,13 @@ csd() { # name, runtime invocation prefix, container id
 counted() { # name, command
     echo "$2 || echo >>$T/fail.$1"
 }
-CSV=$T/results.csv
-hyperfine --style basic --warmup "$WARMUP" --runs "$RUNS" --export-csv "$CSV" \
+# The machine's speed drifts over minutes (other tenants, kernel work), so the runs are split
+# into ROUNDS hyperfine runs of every command in turn, and the medians are taken over all runs:
+# each command sees the same mix of fast and slow moments.
+ROUNDS=${ROUNDS:-5}
+per=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+for round in $(seq 1 "$ROUNDS"); do
+hyperfine --style basic --warmup "$WARMUP" --runs "$per" --export-json "$T/round$round.json" \
     -n floor "unshare --fork --pid --mount --uts --ipc --net true" \
     -n skiff-run "$(counted skiff-run "$SKIFF --root $T/skiff-root run -b $B skiff-b-run")" \
     -n runc-run "$(counted runc-run "runc --root $T/runc-root run -b $B runc-b-run")" \
@@ -129,27 +135,34 @@ hyperfine --style basic --warmup "$WARMUP" --runs "$RUNS" --export-csv "$CSV" \
     -n runc-csd "$(csd runc-csd "runc --root $T/runc-root" runc-b-csd)" \
     -n crun-csd-wrapped "unshare -m sh -c 'umount /sys/fs/cgroup/unified && $(csd crun-csd "crun --root $T/crun-root" crun-b-csd)'" \
     -n shell-wrapper "unshare -m sh -c 'umount /sys/fs/cgroup/unified && true'" \
-    </dev/null >"$T/hyperfine.log" 2>&1 || { cat "$T/hyperfine.log"; die "hyperfine failed"; }
+    </dev/null >>"$T/hyperfine.log" 2>&1 || { cat "$T/hyperfine.log"; die "hyperfine failed"; }
+done
 grep -i "warning" "$T/hyperfine.log" | sort -u | sed "s/^/hyperfine: /" || true
 
 fails() { [ -f "$T/fail.$1" ] && wc -l <"$T/fail.$1" || echo 0; }
-total=$((RUNS + WARMUP))
+total=$(( (per + WARMUP) * ROUNDS ))
 echo "Failed runs (of $total, warm-up included): skiff run $(fails skiff-run), runc run $(fails runc-run)," \
     "crun run $(fails crun-run); create+start+delete: skiff $(fails skiff-csd)," \
     "runc $(fails runc-csd), crun $(fails crun-csd)"
 echo
 
-# --- Medians (ms) and ratios.
-awk -F, -v runs="$RUNS" '
-    NR > 1 { m[$1] = $4 * 1000 }
-    function r(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
-    END {
-        crun_run = m["crun-run-wrapped"] - m["wrapper"]
-        crun_csd = m["crun-csd-wrapped"] - m["shell-wrapper"]
-        printf "Median wall time, ms (%d runs each; crun net of its unshare/umount wrapper)\n\n", runs
-        printf "%-22s %9s %9s %9s %9s %11s %11s\n", "", "skiff", "runc", "crun", "floor", "skiff/crun", "skiff/runc"
-        printf "%-22s %9.2f %9.2f %9.2f %9.2f %11s %11s\n", "run /bin/true", m["skiff-run"], m["runc-run"], crun_run, m["floor"], r(m["skiff-run"], crun_run), r(m["skiff-run"], m["runc-run"])
-        printf "%-22s %9.2f %9.2f %9.2f %9s %11s %11s\n", "create+start+delete", m["skiff-csd"], m["runc-csd"], crun_csd, "", r(m["skiff-csd"], crun_csd), r(m["skiff-csd"], m["runc-csd"])
-        printf "\nwrapper around true: %.2f ms (run), %.2f ms (shell sequence); kernel floor = unshare --fork --pid --mount --uts --ipc --net true\n", m["wrapper"], m["shell-wrapper"]
-        printf "target: skiff run <= 0.7 x crun -> %s\n", (m["skiff-run"] <= 0.7 * crun_run) ? "met" : "NOT met"
-    }' "$CSV"
+# --- Medians (ms) over all rounds, and ratios.
+python3 - "$T" "$ROUNDS" <<'PY'
+import json, statistics, sys
+T, rounds = sys.argv[1], int(sys.argv[2])
+times = {}
+for r in range(1, rounds + 1):
+    for res in json.load(open(f"{T}/round{r}.json"))["results"]:
+        times.setdefault(res["command"], []).extend(res["times"])
+m = {k: statistics.median(v) * 1000 for k, v in times.items()}
+n = len(times["skiff-run"])
+crun_run = m["crun-run-wrapped"] - m["wrapper"]
+crun_csd = m["crun-csd-wrapped"] - m["shell-wrapper"]
+r = lambda a, b: f"{a / b:.2f}" if b > 0 else "-"
+print(f"Median wall time, ms ({n} runs each in {rounds} interleaved rounds; crun net of its unshare/umount wrapper)\n")
+print(f"{'':22} {'skiff':>9} {'runc':>9} {'crun':>9} {'floor':>9} {'skiff/crun':>11} {'skiff/runc':>11}")
+print(f"{'run /bin/true':22} {m['skiff-run']:9.2f} {m['runc-run']:9.2f} {crun_run:9.2f} {m['floor']:9.2f} {r(m['skiff-run'], crun_run):>11} {r(m['skiff-run'], m['runc-run']):>11}")
+print(f"{'create+start+delete':22} {m['skiff-csd']:9.2f} {m['runc-csd']:9.2f} {crun_csd:9.2f} {'':9} {r(m['skiff-csd'], crun_csd):>11} {r(m['skiff-csd'], m['runc-csd']):>11}")
+print(f"\nwrapper around true: {m['wrapper']:.2f} ms (run), {m['shell-wrapper']:.2f} ms (shell sequence); kernel floor = unshare --fork --pid --mount --uts --ipc --net true")
+print(f"target: skiff run <= 0.7 x crun -> {'met' if m['skiff-run'] <= 0.7 * crun_run else 'NOT met'}")
+PY

@@ -193,8 +193,10 @@ impl Runtime {
             .cgroups_path()
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned());
-        let croot = CgroupRoot::detect()?;
-        let cg = Cgroup::new(&croot, cgroups_path.as_deref(), &o.id)?;
+        // Declared before the guard that borrows it; made after clone (in parallel with the
+        // init's first mounts).
+        #[allow(clippy::needless_late_init)] // must outlive `guard`, which borrows it
+        let cg: Cgroup;
         let dir = Record::dir(&self.root, &o.id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -216,9 +218,6 @@ impl Runtime {
         nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
             .ctx(|| format!("cannot create {}", fifo_path.display()))?;
 
-        guard.cgroup = Some(&cg);
-        cg.create()?;
-        cg.apply(&with_device_rules(linux))?;
         let seccomp = match linux.seccomp() {
             Some(s) => Some(skiff_seccomp::compile(s)?),
             None => None,
@@ -286,7 +285,6 @@ impl Runtime {
                 .open(&fifo_path)
                 .ctx(|| format!("cannot open {}", fifo_path.display()))?,
             console,
-            cgroup_sources: cg.mount_sources(),
             new_userns,
             new_cgroupns,
             new_timens,
@@ -340,6 +338,13 @@ impl Runtime {
         if new_userns {
             write_id_maps(child, spec)?;
         }
+        // The init is already mounting its rootfs in parallel; it waits for this before its
+        // cgroup namespace and cgroup mounts.
+        let croot = CgroupRoot::detect()?;
+        cg = Cgroup::new(&croot, cgroups_path.as_deref(), &o.id)?;
+        guard.cgroup = Some(&cg);
+        cg.create()?;
+        cg.apply(&with_device_rules(linux))?;
         cg.add_process(child.as_raw())?;
         let annotations = spec.annotations().clone().unwrap_or_default();
         let hook_state = |pid: i32, status: Status| {
@@ -365,7 +370,37 @@ impl Runtime {
         } else {
             child
         };
-        parent_chan.send(&Msg::Go(hook_state(init_pid.as_raw(), Status::Creating)))?;
+        let mut go = hook_state(init_pid.as_raw(), Status::Creating);
+        for (name, path) in cg.mount_sources() {
+            go.push_str(&format!("\n{name}\t{}", path.display()));
+        }
+        parent_chan.send(&Msg::Go(go))?;
+        // Save the state while the init finishes its setup.
+        let pid_start = match state::proc_stat(init_pid.as_raw()) {
+            Some((_, start)) => start,
+            // Gone already: its last message says why.
+            None => return Err(fail(parent_chan.recv()?)),
+        };
+        let rec = Record {
+            id: o.id.clone(),
+            pid: init_pid.as_raw(),
+            pid_start,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: state::now_rfc3339(),
+            owner: String::new(),
+            annotations: annotations.clone(),
+            cgroups_path,
+            cgroup: Some(cg.clone()),
+            rootless: !nix::unistd::geteuid().is_root(),
+            poststart: hooks.is_some_and(|h| h.poststart().as_ref().is_some_and(|v| !v.is_empty())),
+            poststop: hooks.is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
+        };
+        rec.save(&self.root)?;
+        if let Some(p) = &o.pid_file {
+            guard.pid_file = Some(p);
+            state::write_atomic(p, init_pid.as_raw().to_string().as_bytes())?;
+        }
         loop {
             match parent_chan.recv()? {
                 Some(Msg::Hooks) => {
@@ -381,26 +416,6 @@ impl Runtime {
                 Some(Msg::Ready) => break,
                 other => return Err(fail(other)),
             }
-        }
-        let (_, pid_start) = state::proc_stat(init_pid.as_raw())
-            .ok_or_else(|| Error::Init("the container init died right after setup".into()))?;
-        let rec = Record {
-            id: o.id.clone(),
-            pid: init_pid.as_raw(),
-            pid_start,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: state::now_rfc3339(),
-            owner: String::new(),
-            annotations: annotations.clone(),
-            cgroups_path,
-            cgroup: Some(cg.clone()),
-            rootless: !nix::unistd::geteuid().is_root(),
-        };
-        rec.save(&self.root)?;
-        if let Some(p) = &o.pid_file {
-            guard.pid_file = Some(p);
-            state::write_atomic(p, init_pid.as_raw().to_string().as_bytes())?;
         }
         guard.armed = false;
         Ok(init_pid.as_raw())
@@ -422,6 +437,9 @@ impl Runtime {
         }
         let fifo = Record::dir(&self.root, id).join(FIFO_FILE);
         signal_start_and_wait_exec(&fifo)?;
+        if !rec.poststart {
+            return Ok(());
+        }
         let spec = self.saved_spec(id)?;
         let st = serde_json::to_string(&HookState {
             oci_version: OCI_VERSION,
@@ -507,7 +525,7 @@ impl Runtime {
             }
         }
         cg.destroy()?;
-        if let Ok(spec) = self.saved_spec(id) {
+        if let Some(spec) = rec.poststop.then(|| self.saved_spec(id).ok()).flatten() {
             let st = serde_json::to_string(&HookState {
                 oci_version: OCI_VERSION,
                 id,

@@ -26,7 +26,6 @@ pub struct InitArgs<'a> {
     /// access to the state directory).
     pub fifo: std::fs::File,
     pub console: Option<OwnedFd>,
-    pub cgroup_sources: Vec<(String, PathBuf)>,
     pub new_userns: bool,
     pub new_cgroupns: bool,
     pub new_timens: bool,
@@ -101,9 +100,23 @@ fn slow_path(a: &mut InitArgs<'_>) -> Result<bool> {
     }
 }
 
-fn wait_go(a: &InitArgs<'_>) -> Result<String> {
+/// The runtime's go: the hook state JSON, then one "name\tpath" line per cgroup hierarchy.
+struct Go {
+    state: String,
+    cgroups: Vec<(String, PathBuf)>,
+}
+
+fn wait_go(a: &InitArgs<'_>) -> Result<Go> {
     match a.chan.recv()? {
-        Some(Msg::Go(state)) => Ok(state),
+        Some(Msg::Go(text)) => {
+            let mut lines = text.split('\n');
+            let state = lines.next().unwrap_or_default().to_string();
+            let cgroups = lines
+                .filter_map(|l| l.split_once('\t'))
+                .map(|(n, p)| (n.to_string(), PathBuf::from(p)))
+                .collect();
+            Ok(Go { state, cgroups })
+        }
         other => Err(Error::Other(format!(
             "runtime went away during setup ({other:?})"
         ))),
@@ -120,14 +133,15 @@ fn become_root() -> Result<()> {
 fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
     // No one may ptrace or read our memory before execve (the runtime's secrets, fds).
     nix::sys::prctl::set_dumpable(false).ctx(|| "cannot make init non-dumpable".into())?;
-    let state_json = wait_go(a)?;
     let spec = a.spec;
     let proc_ = spec.process().as_ref().expect("validated: process is set");
+    // With a new user namespace nothing privileged works before the runtime wrote our id maps.
+    // Otherwise we start mounting at once and wait for the runtime (cgroup placement) only
+    // where it matters: before the cgroup namespace and cgroup mounts.
+    let mut go: Option<Go> = None;
     if a.new_userns && !a.slow_path {
+        go = Some(wait_go(a)?);
         become_root()?;
-    }
-    if a.new_cgroupns {
-        unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "cannot create the cgroup namespace".into())?;
     }
     if a.new_timens {
         unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
@@ -175,11 +189,21 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
         spec,
         rootfs: a.rootfs,
         bundle: a.bundle,
-        cgroup_sources: std::mem::take(&mut a.cgroup_sources),
         new_userns: a.new_userns,
         new_cgroupns: a.new_cgroupns,
     };
-    let root = rootfs::prepare(&ctx)?;
+    let mut placed = || -> Result<Vec<(String, PathBuf)>> {
+        if go.is_none() {
+            go = Some(wait_go(a)?);
+        }
+        if a.new_cgroupns {
+            unshare(CloneFlags::CLONE_NEWCGROUP)
+                .ctx(|| "cannot create the cgroup namespace".into())?;
+        }
+        Ok(go.as_ref().map(|g| g.cgroups.clone()).unwrap_or_default())
+    };
+    let root = rootfs::prepare(&ctx, &mut placed)?;
+    let state_json = go.take().map(|g| g.state).unwrap_or_default();
     // Like runc, create a missing working directory (inside the rootfs, never following a
     // symlink out of it).
     if matches!(

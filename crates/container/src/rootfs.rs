@@ -16,8 +16,6 @@ pub struct RootfsContext<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
-    /// (name, host dir) of the container's cgroup in each hierarchy.
-    pub cgroup_sources: Vec<(String, PathBuf)>,
     pub new_userns: bool,
     pub new_cgroupns: bool,
 }
@@ -33,7 +31,16 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
 
 /// Mounts everything before pivot_root: the rootfs bind, every spec mount in order, /dev's
 /// default devices and the spec's devices. Returns an fd of the rootfs.
-pub fn prepare(ctx: &RootfsContext<'_>) -> Result<OwnedFd> {
+///
+/// `placed` is called once, before the first cgroup mount (or after the last mount): it waits
+/// until the runtime has put us into our cgroup, which runs in parallel with the mounts before.
+pub fn prepare(
+    ctx: &RootfsContext<'_>,
+    placed: &mut dyn FnMut() -> Result<Vec<(String, PathBuf)>>,
+) -> Result<OwnedFd> {
+    let mut waited = false;
+    // (name, host dir) of the container's cgroup in each hierarchy, known once placed.
+    let mut cgroups = Vec::new();
     let linux = ctx.spec.linux().as_ref();
     let prop = mounts::propagation_flags(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
     // Nothing we mount may propagate back to the host.
@@ -57,7 +64,11 @@ pub fn prepare(ctx: &RootfsContext<'_>) -> Result<OwnedFd> {
         .into();
     let mut dev_is_bind = false;
     for (i, m) in ctx.spec.mounts().iter().flatten().enumerate() {
-        mount_one(ctx, root.as_fd(), m).map_err(|e| match e {
+        if !waited && matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            cgroups = placed()?;
+            waited = true;
+        }
+        mount_one(ctx, root.as_fd(), m, &cgroups).map_err(|e| match e {
             Error::Other(msg) => {
                 Error::Other(format!("mounts[{i}] {}: {msg}", m.destination().display()))
             }
@@ -73,6 +84,9 @@ pub fn prepare(ctx: &RootfsContext<'_>) -> Result<OwnedFd> {
             dev_is_bind = true;
         }
     }
+    if !waited {
+        placed()?;
+    }
     if !dev_is_bind {
         default_devices(ctx, root.as_fd())?;
     }
@@ -86,7 +100,12 @@ pub fn prepare(ctx: &RootfsContext<'_>) -> Result<OwnedFd> {
     Ok(root)
 }
 
-fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result<()> {
+fn mount_one(
+    ctx: &RootfsContext<'_>,
+    root: BorrowedFd<'_>,
+    m: &Mount,
+    cgroups: &[(String, PathBuf)],
+) -> Result<()> {
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = m.destination();
@@ -129,7 +148,7 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
         return Ok(());
     }
     match typ {
-        "cgroup" | "cgroup2" => return mount_cgroup(ctx, root, dest, &opts),
+        "cgroup" | "cgroup2" => return mount_cgroup(ctx, root, dest, &opts, cgroups),
         "" => return Err(Error::Other("mount type is missing".into())),
         _ => {}
     }
@@ -201,11 +220,12 @@ fn mount_cgroup(
     root: BorrowedFd<'_>,
     dest: &Path,
     opts: &mounts::MountOptions,
+    cgroups: &[(String, PathBuf)],
 ) -> Result<()> {
     let target = ensure(root, dest, Kind::Dir, true)?;
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-    let single_v2 = ctx.cgroup_sources.len() == 1 && ctx.cgroup_sources[0].0.is_empty();
+    let single_v2 = cgroups.len() == 1 && cgroups[0].0.is_empty();
     if single_v2 {
         let path = fd_path(target.as_fd());
         if ctx.new_cgroupns {
@@ -218,7 +238,7 @@ fn mount_cgroup(
             )
             .ctx(|| "cannot mount cgroup2".into())?;
         } else {
-            let src = &ctx.cgroup_sources[0].1;
+            let src = &cgroups[0].1;
             mount(
                 Some(src),
                 path.as_str(),
@@ -242,7 +262,7 @@ fn mount_cgroup(
         Some("mode=755"),
     )
     .ctx(|| "cannot mount the tmpfs for cgroup hierarchies".into())?;
-    for (name, src) in &ctx.cgroup_sources {
+    for (name, src) in cgroups {
         let sub = dest.join(name);
         let t = ensure(root, &sub, Kind::Dir, true)?;
         mount(
@@ -253,19 +273,41 @@ fn mount_cgroup(
             None::<&str>,
         )
         .ctx(|| format!("cannot bind cgroup {}", src.display()))?;
-        let top = mounts::resolve(root, &sub, true).ctx(|| "cannot reopen cgroup mount".into())?;
-        mounts::remount_bind(&fd_path(top.as_fd()), flags)?;
     }
-    if ro {
-        let top = mounts::resolve(root, dest, true).ctx(|| "cannot reopen cgroup tmpfs".into())?;
-        mount(
-            None::<&str>,
-            fd_path(top.as_fd()).as_str(),
-            None::<&str>,
-            MsFlags::MS_REMOUNT | flags,
-            Some("mode=755"),
-        )
-        .ctx(|| "cannot make the cgroup tmpfs read-only".into())?;
+    // One recursive mount_setattr gives the tmpfs and every hierarchy below it the options
+    // (ro, nosuid, ...); kernels without it get a remount per mount.
+    let top = mounts::resolve(root, dest, true).ctx(|| "cannot reopen cgroup tmpfs".into())?;
+    let mut set = 0;
+    for (ms, attr) in [
+        (MsFlags::MS_RDONLY, skiff_sys::fs::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, skiff_sys::fs::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, skiff_sys::fs::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, skiff_sys::fs::MOUNT_ATTR_NOEXEC),
+    ] {
+        if flags.contains(ms) {
+            set |= attr;
+        }
+    }
+    match skiff_sys::fs::mount_setattr(top.as_fd(), true, set, 0) {
+        Ok(()) => {}
+        Err(Errno::ENOSYS) => {
+            for (name, _) in cgroups {
+                let sub = mounts::resolve(root, &dest.join(name), true)
+                    .ctx(|| "cannot reopen cgroup mount".into())?;
+                mounts::remount_bind(&fd_path(sub.as_fd()), flags)?;
+            }
+            if ro {
+                mount(
+                    None::<&str>,
+                    fd_path(top.as_fd()).as_str(),
+                    None::<&str>,
+                    MsFlags::MS_REMOUNT | flags,
+                    Some("mode=755"),
+                )
+                .ctx(|| "cannot make the cgroup tmpfs read-only".into())?;
+            }
+        }
+        Err(e) => return Err(e).ctx(|| "cannot set the options of the cgroup mounts".into()),
     }
     Ok(())
 }

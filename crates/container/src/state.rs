@@ -62,6 +62,11 @@ pub struct Record {
     pub cgroup: Option<skiff_cgroups::Cgroup>,
     #[serde(default)]
     pub rootless: bool,
+    /// Whether the spec has poststart / poststop hooks (so start and delete need not parse it).
+    #[serde(default)]
+    pub poststart: bool,
+    #[serde(default)]
+    pub poststop: bool,
 }
 
 /// runc's `state` output.
@@ -211,6 +216,8 @@ mod tests {
             cgroups_path: None,
             cgroup: None,
             rootless: false,
+            poststart: false,
+            poststop: false,
         };
         assert!(rec.init_alive());
         let reused = Record {
@@ -243,6 +250,8 @@ mod tests {
             cgroups_path: Some("/x/y".into()),
             cgroup: None,
             rootless: false,
+            poststart: false,
+            poststop: false,
         };
         rec.save(dir.path()).unwrap();
         let back = Record::load(dir.path(), "c1").unwrap();

@@ -12,25 +12,25 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// Root directory for container state (tmpfs recommended).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub root: Option<PathBuf>,
     /// Log file (containerd reads errors from it); default stderr.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log: Option<PathBuf>,
     /// Log format: text or json.
-    #[arg(long = "log-format", global = true, default_value = "text")]
+    #[arg(long = "log-format", default_value = "text")]
     pub log_format: LogFormat,
     /// Debug logging.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
     /// Use the systemd cgroup driver (not available in Skiff yet: a clear error).
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto.
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Accepted for compatibility (checkpointing is not part of Skiff).
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, hide = true)]
     pub criu: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
@@ -54,10 +54,12 @@ pub enum ListFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new specification file (config.json).
-    /// (`--rootless` makes a rootless spec.)
     Spec {
         #[arg(short, long)]
         bundle: Option<PathBuf>,
+        /// Make a spec for rootless containers.
+        #[arg(long)]
+        rootless: bool,
     },
     /// Create a container.
     Create(CreateArgs),

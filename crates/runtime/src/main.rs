@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Parser;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxCapabilities, LinuxResources, Process};
 use skiff_container::{chain, foreground, CreateOptions, ExecOptions, Runtime};
@@ -26,7 +25,16 @@ pub const COMMIT: &str = match option_env!("SKIFF_COMMIT") {
 };
 
 fn main() {
-    let cli = Cli::parse();
+    // Parse without dropping clap's command tree: the process is short-lived, and freeing it
+    // costs more than building it.
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let matches = cmd.get_matches_mut();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.format(&mut cmd).exit(),
+    };
+    std::mem::forget(matches);
+    std::mem::forget(cmd);
     let logger = logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
     let code = match run(cli) {
         Ok(code) => code,
@@ -80,8 +88,7 @@ fn run(cli: Cli) -> Result<i32> {
     let rt = Runtime::new(cli.root.clone().unwrap_or_else(|| default_root(rootless)));
     let lib = |r: skiff_container::Result<()>| r.map_err(|e| anyhow!(chain(&e)));
     match command {
-        Command::Spec { bundle } => {
-            let rootless = cli.rootless.as_deref() == Some("true");
+        Command::Spec { bundle, rootless } => {
             let dir = bundle.unwrap_or_else(|| PathBuf::from("."));
             let path = dir.join("config.json");
             if path.exists() {
