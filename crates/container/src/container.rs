@@ -219,7 +219,7 @@ impl Runtime {
             .ctx(|| format!("cannot create {}", fifo_path.display()))?;
 
         let seccomp = match linux.seccomp() {
-            Some(s) => Some(skiff_seccomp::compile(s)?),
+            Some(s) => Some(compile_seccomp(s)?),
             None => None,
         };
 
@@ -402,8 +402,16 @@ impl Runtime {
             state::write_atomic(p, init_pid.as_raw().to_string().as_bytes())?;
         }
         loop {
-            match parent_chan.recv()? {
-                Some(Msg::Hooks) => {
+            match parent_chan.recv_fd()? {
+                Some((Msg::SeccompFd, Some(fd))) => {
+                    let sc = linux.seccomp().as_ref().expect("a filter was installed");
+                    init::forward_listener(
+                        sc,
+                        &hook_state(init_pid.as_raw(), Status::Creating),
+                        fd,
+                    )?;
+                }
+                Some((Msg::Hooks, _)) => {
                     let st = hook_state(init_pid.as_raw(), Status::Creating);
                     hooks::run("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st)?;
                     hooks::run(
@@ -413,8 +421,8 @@ impl Runtime {
                     )?;
                     parent_chan.send(&Msg::HooksDone)?;
                 }
-                Some(Msg::Ready) => break,
-                other => return Err(fail(other)),
+                Some((Msg::Ready, _)) => break,
+                other => return Err(fail(other.map(|(m, _)| m))),
             }
         }
         guard.armed = false;
@@ -623,7 +631,7 @@ impl Runtime {
         let spec = self.saved_spec(id)?;
         let linux = spec.linux().as_ref();
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(skiff_seccomp::compile(s)?),
+            Some(s) => Some(compile_seccomp(s)?),
             None => None,
         };
         let cg = self.cgroup_of(&rec)?;
@@ -669,7 +677,7 @@ impl Runtime {
                     &cg,
                     nsfds,
                     &o.process,
-                    seccomp.as_ref(),
+                    seccomp.clone(),
                     console,
                     &child_chan,
                     o.preserve_fds,
@@ -692,10 +700,29 @@ impl Runtime {
             };
             guard_pids.push(pid);
             let _ = waitpid(child, None);
-            match parent_chan.recv()? {
-                None => Ok(pid),
-                Some(Msg::Error(m)) => Err(Error::Init(m)),
-                Some(other) => Err(Error::Other(format!("exec: unexpected message {other:?}"))),
+            loop {
+                match parent_chan.recv_fd()? {
+                    None => return Ok(pid),
+                    Some((Msg::SeccompFd, Some(fd))) => {
+                        let sc = linux
+                            .and_then(|l| l.seccomp().as_ref())
+                            .expect("a filter was installed");
+                        let st = serde_json::to_string(&HookState {
+                            oci_version: OCI_VERSION,
+                            id,
+                            status,
+                            pid: rec.pid,
+                            bundle: &rec.bundle,
+                            annotations: &rec.annotations,
+                        })
+                        .unwrap_or_default();
+                        init::forward_listener(sc, &st, fd)?;
+                    }
+                    Some((Msg::Error(m), _)) => return Err(Error::Init(m)),
+                    Some((other, _)) => {
+                        return Err(Error::Other(format!("exec: unexpected message {other:?}")))
+                    }
+                }
             }
         })();
         match result {
@@ -722,7 +749,7 @@ fn exec_child(
     cg: &Cgroup,
     nsfds: Vec<(CloneFlags, OwnedFd)>,
     p: &Process,
-    seccomp: Option<&skiff_seccomp::Filter>,
+    seccomp: Option<skiff_seccomp::Filter>,
     console: Option<OwnedFd>,
     chan: &sync::Channel,
     preserve_fds: u32,
@@ -747,7 +774,8 @@ fn exec_child(
         let slave = console::setup_exec(&sock, p)?;
         console::make_controlling(slave)?;
     }
-    match init::finalize(p, seccomp, preserve_fds, true, || Ok(())) {
+    let seccomp = seccomp.map(|filter| init::Seccomp { filter, chan });
+    match init::finalize(p, seccomp.as_ref(), preserve_fds, true, || Ok(())) {
         Ok(never) => match never {},
         Err(e) => Err(e),
     }
@@ -811,6 +839,17 @@ fn signal_init(rec: &Record, sig: Signal) -> Result<()> {
     }
     skiff_sys::process::pidfd_send_signal(pidfd.as_fd(), sig as i32)
         .ctx(|| format!("cannot send {sig} to pid {}", rec.pid))
+}
+
+/// Compiles the spec's filter; a notify action needs somewhere to send its listener.
+fn compile_seccomp(s: &oci_spec::runtime::LinuxSeccomp) -> Result<skiff_seccomp::Filter> {
+    let filter = skiff_seccomp::compile(s)?;
+    if filter.needs_listener() && s.listener_path().is_none() {
+        return Err(Error::Spec(
+            "linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into(),
+        ));
+    }
+    Ok(filter)
 }
 
 /// Waits until the init process is gone (or a zombie), up to `max`.

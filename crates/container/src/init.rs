@@ -264,7 +264,11 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
     if let Some(slave) = console_slave {
         console::make_controlling(slave)?;
     }
-    finalize(proc_, a.seccomp.as_ref(), a.preserve_fds, true, || {
+    let seccomp = a.seccomp.take().map(|filter| Seccomp {
+        filter,
+        chan: &a.chan,
+    });
+    finalize(proc_, seccomp.as_ref(), a.preserve_fds, true, || {
         a.chan.send(&Msg::Ready)?;
         // Blocks until `start` writes to the fifo.
         let mut b = [0u8; 1];
@@ -285,7 +289,7 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
 /// handshake) and execve.
 pub fn finalize<F>(
     p: &Process,
-    seccomp: Option<&skiff_seccomp::Filter>,
+    seccomp: Option<&Seccomp<'_>>,
     preserve_fds: u32,
     set_groups: bool,
     before_exec: F,
@@ -306,11 +310,10 @@ where
     if nnp {
         nix::sys::prctl::set_no_new_privs().ctx(|| "cannot set no_new_privs".into())?;
     }
-    let mut listener = None;
     if !nnp {
         // Without no_new_privs the filter must go in while we still have CAP_SYS_ADMIN.
-        if let Some(f) = seccomp {
-            listener = f.install()?;
+        if let Some(sc) = seccomp {
+            sc.install()?;
         }
     }
     process::user_and_caps(p, plan, set_groups)?;
@@ -333,19 +336,59 @@ where
     if let Some(umask) = p.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     }
-    if nnp {
-        if let Some(f) = seccomp {
-            listener = f.install()?;
-        }
-    }
-    drop(listener);
     skiff_sys::fs::cloexec_from(3 + preserve_fds).ctx(|| "cannot mark fds close-on-exec".into())?;
     for fd in 3..3 + preserve_fds {
         let _ = skiff_sys::fs::clear_cloexec(i32::try_from(fd).unwrap_or(i32::MAX));
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .ctx(|| "cannot reset the signal mask".into())?;
+    // As late as possible: from here on only the handshake and execve run under the filter.
+    if nnp {
+        if let Some(sc) = seccomp {
+            sc.install()?;
+        }
+    }
     before_exec()?;
     let cpath: CString = path;
     Err(Error::Other(process::execve(&cpath, &args, &env)))
+}
+
+/// A compiled seccomp filter, and the channel its notify listener fd goes back on (the
+/// runtime forwards it to `listenerPath`, which the container cannot see).
+pub struct Seccomp<'a> {
+    pub filter: skiff_seccomp::Filter,
+    pub chan: &'a Channel,
+}
+
+impl Seccomp<'_> {
+    fn install(&self) -> Result<()> {
+        match self.filter.install()? {
+            Some(fd) => self.chan.send_fd(&Msg::SeccompFd, fd.as_fd()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// In the runtime: hands a container's notify listener fd to `listenerPath` over SCM_RIGHTS
+/// with the runtime-spec ContainerProcessState, as runc does.
+pub fn forward_listener(
+    spec: &oci_spec::runtime::LinuxSeccomp,
+    state_json: &str,
+    fd: OwnedFd,
+) -> Result<()> {
+    let path = spec.listener_path().as_ref().ok_or_else(|| {
+        Error::Spec("linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into())
+    })?;
+    let state: serde_json::Value = serde_json::from_str(state_json).unwrap_or_default();
+    let msg = serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": state.get("pid").cloned().unwrap_or_default(),
+        "metadata": spec.listener_metadata().clone().unwrap_or_default(),
+        "state": state,
+    });
+    let sock = std::os::unix::net::UnixStream::connect(path)
+        .ctx(|| format!("cannot connect to the seccomp listener {}", path.display()))?;
+    skiff_sys::socket::send_fd(sock.as_fd(), msg.to_string().as_bytes(), fd.as_fd())
+        .ctx(|| format!("cannot send the seccomp listener fd to {}", path.display()))
 }

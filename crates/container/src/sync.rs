@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 
 use crate::error::{Context, Error, Result};
 
@@ -26,6 +26,8 @@ pub enum Msg {
     Ready,
     /// Child → parent: something failed; the message is for the user.
     Error(String),
+    /// Child → parent: the seccomp notify listener fd is attached (sent with `send_fd`).
+    SeccompFd,
 }
 
 impl Msg {
@@ -39,6 +41,7 @@ impl Msg {
             Msg::Pid(p) => format!("P{p}").into_bytes(),
             Msg::Ready => b"R".to_vec(),
             Msg::Error(s) => [b"E".as_slice(), s.as_bytes()].concat(),
+            Msg::SeccompFd => b"S".to_vec(),
         }
     }
 
@@ -54,6 +57,7 @@ impl Msg {
             b'P' => Msg::Pid(text().parse().ok()?),
             b'R' => Msg::Ready,
             b'E' => Msg::Error(text()),
+            b'S' => Msg::SeccompFd,
             _ => return None,
         })
     }
@@ -82,16 +86,31 @@ impl Channel {
             .map(drop)
     }
 
+    /// Sends `msg` with `fd` attached.
+    pub fn send_fd(&self, msg: &Msg, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        use std::os::fd::AsFd;
+        skiff_sys::socket::send_fd(self.0.as_fd(), &msg.encode(), fd)
+            .ctx(|| "cannot pass an fd to the runtime".into())
+    }
+
     /// The next message, or `None` when the other side closed (exited or exec'd).
     pub fn recv(&self) -> Result<Option<Msg>> {
+        Ok(self.recv_fd()?.map(|(m, _)| m))
+    }
+
+    /// The next message and the fd attached to it, if any.
+    pub fn recv_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
+        use std::os::fd::AsFd;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Ok(None),
-                Ok(n) => {
-                    return Msg::decode(&buf[..n]).map(Some).ok_or_else(|| {
-                        Error::Other("garbled message from the container process".into())
-                    })
+            match skiff_sys::socket::recv_with_fd(self.0.as_fd(), &mut buf) {
+                Ok((0, _)) => return Ok(None),
+                Ok((n, fd)) => {
+                    return Msg::decode(&buf[..n])
+                        .map(|m| Some((m, fd)))
+                        .ok_or_else(|| {
+                            Error::Other("garbled message from the container process".into())
+                        })
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).ctx(|| "cannot read from the container process".into()),
@@ -116,6 +135,7 @@ mod tests {
             Msg::Pid(4242),
             Msg::Ready,
             Msg::Error("boom".into()),
+            Msg::SeccompFd,
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));

@@ -912,3 +912,85 @@ fn many_create_delete_cycles_leak_nothing() {
     assert!(cgroup_dirs(&format!("{}-0", id("cycle"))).is_empty());
     assert!(cgroup_dirs(&format!("{}-{}", id("cycle"), n - 1)).is_empty());
 }
+
+#[test]
+fn seccomp_profiles_apply_to_the_container_and_exec() {
+    let rt = Rt::new();
+    let mut b = Bundle::new();
+    b.set("/linux/seccomp", json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+    }));
+    b.args(&[
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; mkdir /tmp/nope 2>&1; echo rc=$?",
+    ]);
+    let (code, out, err) = rt.run_bundle(&b, &id("seccomp"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(
+        out.contains("Permission denied") && out.contains("rc=1"),
+        "errnoRet 13 = EACCES: {out}"
+    );
+    // exec'd processes get the container's filter too.
+    b.args(&["sleep", "1000"]);
+    let cid = id("seccomp-exec");
+    rt.bg(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &cid]);
+    let o = rt.run(&["exec", &cid, "mkdir", "/tmp/nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
+    rt.ok(&["delete", "--force", &cid]);
+}
+
+#[test]
+fn seccomp_notify_sends_the_listener_to_listener_path() {
+    use std::os::fd::AsFd;
+    let rt = Rt::new();
+    let mut b = Bundle::new();
+    let sock = b.path().join("seccomp.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    b.set(
+        "/linux/seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "listenerMetadata": "hello-agent",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        }),
+    );
+    b.args(&["sh", "-c", "mkdir /tmp/x 2>&1; echo done"]);
+    let cid = id("notify");
+    let child = rt
+        .cmd()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &cid])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut payload = [0u8; 4096];
+    let (n, fd) = skiff_sys::socket::recv_with_fd(conn.as_fd(), &mut payload).unwrap();
+    let fd = fd.expect("listener fd");
+    let link = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .unwrap();
+    assert!(link.to_string_lossy().contains("seccomp"), "{link:?}");
+    let msg: serde_json::Value = serde_json::from_slice(&payload[..n]).unwrap();
+    assert_eq!(msg["fds"], json!(["seccompFd"]));
+    assert_eq!(msg["metadata"], "hello-agent");
+    assert_eq!(msg["state"]["id"], cid.as_str());
+    assert!(msg["pid"].as_i64().unwrap() > 0);
+    // Closing the listener lets the trapped mkdir fail (ENOSYS) instead of hanging.
+    drop(fd);
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("done"));
+    // Without a listenerPath, NOTIFY is refused up front.
+    b.set("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}));
+    let (code, _, err) = rt.run_bundle(&b, &id("notify2"));
+    assert_ne!(code, 0);
+    assert!(err.contains("listenerPath"), "{err}");
+}
