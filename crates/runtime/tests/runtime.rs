@@ -148,6 +148,11 @@ fn user_groups_umask_cwd_and_capabilities_apply() {
     );
     b.set("/process/cwd", "/tmp/work".into());
     b.set("/process/noNewPrivileges", false.into());
+    b.set("/process/oomScoreAdj", 345.into());
+    b.set(
+        "/process/rlimits",
+        json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]),
+    );
     let caps = json!(["CAP_CHOWN", "CAP_NET_RAW"]);
     b.set(
         "/process/capabilities",
@@ -162,6 +167,10 @@ fn user_groups_umask_cwd_and_capabilities_apply() {
     assert_eq!(p["cap_bnd"], format!("{:016x}", 1u64 | (1 << 13)));
     assert_eq!(p["cap_inh"], "0000000000000000");
     assert_eq!(p["no_new_privs"], "0");
+    assert_eq!(p["oom_score_adj"], "345");
+    assert!(strs(&p["limits"])
+        .iter()
+        .any(|l| l.starts_with("Max open files") && l.contains("321") && l.contains("654")));
 }
 
 #[test]

@@ -76,6 +76,7 @@ fn report() {
     kv("cgroup", list(read("/proc/self/cgroup").lines().map(String::from)));
     kv("uid_map", esc(read("/proc/self/uid_map").trim()));
     kv("uptime", esc(read("/proc/uptime").trim()));
+    kv("oom_score_adj", esc(read("/proc/self/oom_score_adj").trim()));
     let mut fds: Vec<String> = fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.flatten()
