@@ -9,7 +9,7 @@ bin=$PWD/target/release
 bundle=/var/lib/skiff/demo/busybox
 rm -rf "$bundle" && mkdir -p "$bundle/rootfs/bin"
 cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
-for a in $("$bundle/rootfs/bin/busybox" --list); do ln -sf busybox "$bundle/rootfs/bin/$a"; done
+for a in $("$bundle/rootfs/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$a"; done
 mkdir -p "$bundle/rootfs/"{proc,sys,dev,tmp,etc}
 echo "root:x:0:0:root:/root:/bin/sh" >"$bundle/rootfs/etc/passwd"
 (cd "$bundle" && "$bin/skiff-runtime" spec)
