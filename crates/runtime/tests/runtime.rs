@@ -894,7 +894,7 @@ fn many_create_delete_cycles_leak_nothing() {
     let n: usize = std::env::var("SKIFF_TEST_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(1000);
     for i in 0..n {
         let cid = format!("{}-{i}", id("cycle"));
         rt.bg(&["create", "--bundle", b.path().to_str().unwrap(), &cid]);
