@@ -449,15 +449,7 @@ impl Runtime {
             return Ok(());
         }
         let spec = self.saved_spec(id)?;
-        let st = serde_json::to_string(&HookState {
-            oci_version: OCI_VERSION,
-            id,
-            status: Status::Running,
-            pid: rec.pid,
-            bundle: &rec.bundle,
-            annotations: &rec.annotations,
-        })
-        .unwrap_or_default();
+        let st = rec.hook_state(Status::Running, rec.pid);
         if let Err(e) = hooks::run(
             "poststart",
             spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
@@ -534,15 +526,7 @@ impl Runtime {
         }
         cg.destroy()?;
         if let Some(spec) = rec.poststop.then(|| self.saved_spec(id).ok()).flatten() {
-            let st = serde_json::to_string(&HookState {
-                oci_version: OCI_VERSION,
-                id,
-                status: Status::Stopped,
-                pid: 0,
-                bundle: &rec.bundle,
-                annotations: &rec.annotations,
-            })
-            .unwrap_or_default();
+            let st = rec.hook_state(Status::Stopped, 0);
             if let Err(e) = hooks::run(
                 "poststop",
                 spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
@@ -707,15 +691,7 @@ impl Runtime {
                         let sc = linux
                             .and_then(|l| l.seccomp().as_ref())
                             .expect("a filter was installed");
-                        let st = serde_json::to_string(&HookState {
-                            oci_version: OCI_VERSION,
-                            id,
-                            status,
-                            pid: rec.pid,
-                            bundle: &rec.bundle,
-                            annotations: &rec.annotations,
-                        })
-                        .unwrap_or_default();
+                        let st = rec.hook_state(status, rec.pid);
                         init::forward_listener(sc, &st, fd)?;
                     }
                     Some((Msg::Error(m), _)) => return Err(Error::Init(m)),

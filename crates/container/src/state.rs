@@ -147,6 +147,19 @@ impl Record {
             .ctx(|| format!("cannot save state in {}", dir.display()))
     }
 
+    /// The runtime-spec state JSON given to hooks and seccomp agents.
+    pub fn hook_state(&self, status: Status, pid: i32) -> String {
+        serde_json::to_string(&HookState {
+            oci_version: OCI_VERSION,
+            id: &self.id,
+            status,
+            pid,
+            bundle: &self.bundle,
+            annotations: &self.annotations,
+        })
+        .unwrap_or_default()
+    }
+
     /// Whether the init process recorded here is still alive (not a zombie, same start time).
     pub fn init_alive(&self) -> bool {
         self.pid > 0

@@ -25,28 +25,7 @@ pub fn send_fd(sock: BorrowedFd<'_>, name: &[u8], fd: BorrowedFd<'_>) -> nix::Re
 /// Receives one fd sent with [`send_fd`].
 pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<UnixAddr>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel installed this fd in our table for this message; we are
-                // its only owner. Any further fds in the same message are closed below.
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                for &extra in &fds[1..] {
-                    let _ = nix::unistd::close(extra);
-                }
-                return Ok(owned);
-            }
-        }
-    }
-    Err(Errno::EBADMSG)
+    recv_with_fd(sock, &mut buf)?.1.ok_or(Errno::EBADMSG)
 }
 
 /// Receives one message into `buf` with at most one fd attached (SCM_RIGHTS). Returns the
