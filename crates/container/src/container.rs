@@ -182,7 +182,7 @@ impl Runtime {
     }
 
     /// Creates the container: its init waits in `created` until `start`.
-    pub fn create(&self, mut o: CreateOptions) -> Result<i32> {
+    pub fn create(&self, mut o: CreateOptions) -> Result<Record> {
         state::validate_id(&o.id)?;
         let bundle = spec::load(&o.bundle)?;
         let spec = &bundle.spec;
@@ -426,22 +426,27 @@ impl Runtime {
             }
         }
         guard.armed = false;
-        Ok(init_pid.as_raw())
+        Ok(rec)
     }
 
     /// Lets a created container exec its process.
     pub fn start(&self, id: &str) -> Result<()> {
-        let rec = Record::load(&self.root, id)?;
-        match self.status(&rec) {
+        self.start_record(&Record::load(&self.root, id)?)
+    }
+
+    /// `start` for a record already in hand (`run` just created it).
+    pub fn start_record(&self, rec: &Record) -> Result<()> {
+        let id = rec.id.as_str();
+        match self.status(rec) {
             Status::Created => {}
             Status::Stopped => {
                 return Err(self.wrong(
-                    &rec,
+                    rec,
                     Status::Stopped,
                     "cannot start a container that has stopped",
                 ))
             }
-            s => return Err(self.wrong(&rec, s, "cannot start an already running container")),
+            s => return Err(self.wrong(rec, s, "cannot start an already running container")),
         }
         let fifo = Record::dir(&self.root, id).join(FIFO_FILE);
         signal_start_and_wait_exec(&fifo)?;
@@ -490,25 +495,30 @@ impl Runtime {
 
     /// Removes a container; a running one only with `force` (it is killed first).
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let rec = match Record::load(&self.root, id) {
-            Ok(r) => r,
+        match Record::load(&self.root, id) {
+            Ok(rec) => self.delete_record(&rec, force),
             Err(Error::NotExist(_)) if force => {
                 let _ = fs::remove_dir_all(Record::dir(&self.root, id));
-                return Ok(());
+                Ok(())
             }
-            Err(e) => return Err(e),
-        };
-        let status = self.status(&rec);
-        let cg = self.cgroup_of(&rec)?;
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `delete` for a record already in hand (`run` after its container exited).
+    pub fn delete_record(&self, rec: &Record, force: bool) -> Result<()> {
+        let id = rec.id.as_str();
+        let status = self.status(rec);
+        let cg = self.cgroup_of(rec)?;
         match status {
             Status::Stopped => {}
             Status::Created => {
-                signal_init(&rec, Signal::SIGKILL)?;
-                wait_gone(&rec, Duration::from_secs(10));
+                signal_init(rec, Signal::SIGKILL)?;
+                wait_gone(rec, Duration::from_secs(10));
             }
             Status::Running | Status::Paused if !force => {
                 return Err(self.wrong(
-                    &rec,
+                    rec,
                     status,
                     "cannot delete a container that is not stopped (use --force)",
                 ))
@@ -517,11 +527,11 @@ impl Runtime {
                 for pid in cg.procs().unwrap_or_default() {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
-                let _ = signal_init(&rec, Signal::SIGKILL);
+                let _ = signal_init(rec, Signal::SIGKILL);
                 if status == Status::Paused {
                     let _ = cg.thaw();
                 }
-                wait_gone(&rec, Duration::from_secs(10));
+                wait_gone(rec, Duration::from_secs(10));
             }
         }
         cg.destroy()?;

@@ -182,7 +182,7 @@ fn run_container(rt: &Runtime, r: cli::RunArgs) -> Result<i32> {
         foreground::become_subreaper().map_err(|e| anyhow!(chain(&e)))?;
         foreground::block_signals().map_err(|e| anyhow!(chain(&e)))?;
     }
-    let pid = rt
+    let rec = rt
         .create(opts)
         .map_err(|e| anyhow!("run failed: {}", chain(&e)))?;
     let master = match ours {
@@ -192,16 +192,16 @@ fn run_container(rt: &Runtime, r: cli::RunArgs) -> Result<i32> {
         ),
         None => None,
     };
-    if let Err(e) = rt.start(&id) {
-        let _ = rt.delete(&id, true);
+    if let Err(e) = rt.start_record(&rec) {
+        let _ = rt.delete_record(&rec, true);
         bail!("run failed: {}", chain(&e));
     }
     if r.detach {
         return Ok(0);
     }
-    let code = foreground::wait(Pid::from_raw(pid), master).map_err(|e| anyhow!(chain(&e)))?;
+    let code = foreground::wait(Pid::from_raw(rec.pid), master).map_err(|e| anyhow!(chain(&e)))?;
     if !r.keep {
-        if let Err(e) = rt.delete(&id, true) {
+        if let Err(e) = rt.delete_record(&rec, true) {
             tracing::warn!("cannot delete {id}: {}", chain(&e));
         }
     }
