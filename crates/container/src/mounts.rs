@@ -194,10 +194,32 @@ fn ensure_depth(
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
         .collect();
-    let mut parent =
-        resolve(root, Path::new("/"), false).ctx(|| "cannot open the rootfs".to_string())?;
+    // Usually only the last component is missing: start from its parent when that exists.
+    let mut start = 0;
     let mut sofar = std::path::PathBuf::from("/");
-    for (i, comp) in comps.iter().enumerate() {
+    let mut parent = match comps.split_last() {
+        Some((_, dirs)) if !dirs.is_empty() => {
+            let p: std::path::PathBuf = std::iter::once(Component::RootDir)
+                .chain(dirs.iter().copied())
+                .collect();
+            match resolve(root, &p, no_symlinks) {
+                Ok(fd) => {
+                    start = dirs.len();
+                    sofar = p;
+                    Some(fd)
+                }
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    let mut parent = match parent.take() {
+        Some(fd) => fd,
+        None => {
+            resolve(root, Path::new("/"), false).ctx(|| "cannot open the rootfs".to_string())?
+        }
+    };
+    for (i, comp) in comps.iter().enumerate().skip(start) {
         let last = i + 1 == comps.len();
         sofar.push(comp);
         match resolve(root, &sofar, no_symlinks) {
