@@ -133,6 +133,8 @@ fn become_root() -> Result<()> {
 fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
     // No one may ptrace or read our memory before execve (the runtime's secrets, fds).
     nix::sys::prctl::set_dumpable(false).ctx(|| "cannot make init non-dumpable".into())?;
+    // Devices, directories and files the runtime creates get exactly the modes it asks for.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let spec = a.spec;
     let proc_ = spec.process().as_ref().expect("validated: process is set");
     // With a new user namespace nothing privileged works before the runtime wrote our id maps.
@@ -333,9 +335,10 @@ where
     let args = p.args().clone().unwrap_or_default();
     let path = process::lookup(&args[0], &env_list).map_err(Error::Other)?;
     let env = process::environment(p);
-    if let Some(umask) = p.user().umask() {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
-    }
+    // The spec's umask, or 0022 as runc gives when there is none.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        p.user().umask().unwrap_or(0o022),
+    ));
     skiff_sys::fs::cloexec_from(3 + preserve_fds).ctx(|| "cannot mark fds close-on-exec".into())?;
     for fd in 3..3 + preserve_fds {
         let _ = skiff_sys::fs::clear_cloexec(i32::try_from(fd).unwrap_or(i32::MAX));

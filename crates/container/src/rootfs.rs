@@ -418,21 +418,7 @@ fn make_node(
         nix::sys::stat::makedev(major, minor),
     )
     .ctx(|| format!("cannot create device {}", path.display()))?;
-    // mknod applies the umask: set the exact mode, and the owner.
-    nix::sys::stat::fchmodat(
-        Some(dirf.as_raw_fd()),
-        name,
-        Mode::from_bits_truncate(mode & 0o7777),
-        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
-    )
-    .or_else(|e| {
-        if e == Errno::EOPNOTSUPP {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })
-    .ctx(|| format!("cannot chmod device {}", path.display()))?;
+    // init runs with umask 0, so mknod gave the exact mode; now the owner.
     if uid.is_some() || gid.is_some() {
         nix::unistd::fchownat(
             Some(dirf.as_raw_fd()),

@@ -103,6 +103,10 @@ fn the_probe_sees_an_isolated_container() {
     assert_eq!(p["cap_eff"], p["cap_bnd"]);
     assert_eq!(p["cap_inh"], "0000000000000000");
     assert_eq!(p["no_new_privs"], "1");
+    assert_eq!(
+        p["umask"], "0022",
+        "runc's default umask when the spec has none"
+    );
     assert!(strs(&p["limits"])
         .iter()
         .any(|l| l.starts_with("Max open files") && l.contains("1024                 1024")));
