@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::unistd::Pid;
@@ -459,7 +458,6 @@ fn events(rt: &Runtime, id: &str, interval: &str, once: bool) -> Result<()> {
             Err(e) => return Err(e),
         }
         out.flush()?;
-        std::thread::sleep(Duration::from_millis(0));
     }
 }
 
