@@ -17,11 +17,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
 	# policy-rc.d: do not start docker/containerd services at install time; the tests start
 	# their own daemons with private state.
+	ours=""
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && ours=1
 	fi
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	rc=0
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+	[ -z "$ours" ] || rm -f /usr/sbin/policy-rc.d
+	[ "$rc" = 0 ] || { echo "apt-get install ${missing[*]} failed" >&2; exit "$rc"; }
 fi
 if ! command -v cargo >/dev/null 2>&1; then
 	[ -x "$HOME/.cargo/bin/cargo" ] || {
