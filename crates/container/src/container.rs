@@ -327,6 +327,13 @@ impl Runtime {
                 None => Error::Init("the container init exited before it was ready".into()),
             }
         };
+        // A send fails when the init already gave up: its last message says why.
+        let send = |m: &Msg| -> Result<()> {
+            parent_chan.send(m).map_err(|e| match parent_chan.recv() {
+                Ok(Some(Msg::Error(msg))) => Error::Init(msg),
+                _ => e,
+            })
+        };
         // The process that creates the namespaces must be placed (id maps, cgroup) before it
         // forks anything, so every container process is born inside the cgroup.
         if slow_path {
@@ -359,7 +366,7 @@ impl Runtime {
             .unwrap_or_default()
         };
         let init_pid = if slow_path {
-            parent_chan.send(&Msg::Placed)?;
+            send(&Msg::Placed)?;
             let p = match parent_chan.recv()? {
                 Some(Msg::Pid(p)) => Pid::from_raw(p),
                 other => return Err(fail(other)),
@@ -374,7 +381,7 @@ impl Runtime {
         for (name, path) in cg.mount_sources() {
             go.push_str(&format!("\n{name}\t{}", path.display()));
         }
-        parent_chan.send(&Msg::Go(go))?;
+        send(&Msg::Go(go))?;
         // Save the state while the init finishes its setup.
         let pid_start = match state::proc_stat(init_pid.as_raw()) {
             Some((_, start)) => start,
@@ -419,7 +426,7 @@ impl Runtime {
                         hooks.and_then(|h| h.create_runtime().as_ref()),
                         &st,
                     )?;
-                    parent_chan.send(&Msg::HooksDone)?;
+                    send(&Msg::HooksDone)?;
                 }
                 Some((Msg::Ready, _)) => break,
                 other => return Err(fail(other.map(|(m, _)| m))),

@@ -232,7 +232,7 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
             .and_then(|h| h.create_container().as_ref()),
         &state_json,
     )?;
-    rootfs::switch_root(a.rootfs, &root, a.no_pivot)?;
+    rootfs::switch_root(a.rootfs, &root, a.no_pivot, spec)?;
     drop(root);
 
     let console_slave =

@@ -43,9 +43,23 @@ pub fn prepare(
     let mut cgroups = Vec::new();
     let linux = ctx.spec.linux().as_ref();
     let prop = mounts::propagation_flags(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
-    // Nothing we mount may propagate back to the host.
+    // rootfsPropagation for the whole tree (default rslave: nothing we mount propagates back
+    // to the host).
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
         .ctx(|| "cannot set the propagation of /".into())?;
+    if prop.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a new root whose parent mount is shared: make just that one
+        // private (as runc does); the rootfs gets its propagation after pivot_root.
+        let parent = parent_mount_point(ctx.rootfs)?;
+        mount(
+            None::<&str>,
+            &parent,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .ctx(|| format!("cannot make {} private for pivot_root", parent.display()))?;
+    }
     // pivot_root needs the rootfs to be a mount point.
     mount(
         Some(ctx.rootfs),
@@ -55,10 +69,6 @@ pub fn prepare(
         None::<&str>,
     )
     .ctx(|| format!("cannot bind-mount the rootfs {}", ctx.rootfs.display()))?;
-    if prop.contains(MsFlags::MS_SHARED) || prop.contains(MsFlags::MS_UNBINDABLE) {
-        mount(None::<&str>, ctx.rootfs, None::<&str>, prop, None::<&str>)
-            .ctx(|| "cannot set rootfsPropagation on the rootfs".into())?;
-    }
     let root: OwnedFd = std::fs::File::open(ctx.rootfs)
         .ctx(|| format!("cannot open rootfs {}", ctx.rootfs.display()))?
         .into();
@@ -434,7 +444,7 @@ fn make_node(
 
 /// Switches the root to the rootfs: pivot_root (or MS_MOVE + chroot with `--no-pivot`), then
 /// detaches the old root.
-pub fn switch_root(rootfs: &Path, root: &OwnedFd, no_pivot: bool) -> Result<()> {
+pub fn switch_root(rootfs: &Path, root: &OwnedFd, no_pivot: bool, spec: &Spec) -> Result<()> {
     nix::unistd::fchdir(root.as_raw_fd()).ctx(|| "cannot enter the rootfs".into())?;
     if no_pivot {
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
@@ -454,7 +464,43 @@ pub fn switch_root(rootfs: &Path, root: &OwnedFd, no_pivot: bool) -> Result<()> 
         .ctx(|| "cannot make the old root a slave".into())?;
         umount2(".", MntFlags::MNT_DETACH).ctx(|| "cannot detach the old root".into())?;
     }
-    nix::unistd::chdir("/").ctx(|| "cannot chdir to /".into())
+    nix::unistd::chdir("/").ctx(|| "cannot chdir to /".into())?;
+    // An explicit rootfsPropagation applies to the new root itself, now that pivot_root is done.
+    if let Some(name) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        // Not recursive: the tree got it before the spec's mounts, whose own propagation
+        // options must win.
+        let prop = mounts::propagation_flags(Some(name))? - MsFlags::MS_REC;
+        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+            .ctx(|| format!("cannot apply rootfsPropagation {name}"))?;
+    }
+    Ok(())
+}
+
+/// The mount point holding `path` (the longest mount point that is `path` or above it).
+fn parent_mount_point(path: &Path) -> Result<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .ctx(|| "cannot read /proc/self/mountinfo".into())?;
+    let mut best = PathBuf::from("/");
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        // mountinfo escapes space, tab, newline and backslash as octal.
+        let mp = mp
+            .replace("\\040", " ")
+            .replace("\\011", "\t")
+            .replace("\\012", "\n")
+            .replace("\\134", "\\");
+        let mp = PathBuf::from(mp);
+        if path.starts_with(&mp) && mp.components().count() > best.components().count() {
+            best = mp;
+        }
+    }
+    Ok(best)
 }
 
 /// After pivot_root: masked and read-only paths, the read-only root.

@@ -1007,3 +1007,81 @@ fn seccomp_notify_sends_the_listener_to_listener_path() {
     assert_ne!(code, 0);
     assert!(err.contains("listenerPath"), "{err}");
 }
+
+#[test]
+fn rootfs_and_mount_propagation_apply() {
+    let rt = Rt::new();
+    let mut b = Bundle::new();
+    let shared = b.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    // A shared mount on the host (this host's / is private), so a slave has a master.
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    mount(
+        Some(&shared),
+        &shared,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(shared.clone());
+    mount(
+        None::<&str>,
+        &shared,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .unwrap();
+    b.push("/mounts", json!({"destination": "/data", "type": "bind", "source": shared, "options": ["rbind", "rslave"]}));
+    b.push(
+        "/mounts",
+        json!({"destination": "/priv", "type": "tmpfs", "source": "tmpfs", "options": ["private"]}),
+    );
+    // mountinfo: the fields after the 6th, up to " - ", are the propagation fields.
+    let optional = |p: &serde_json::Value, target: &str| {
+        let line = mount_at(p, target).unwrap_or_else(|| panic!("{target} not mounted"));
+        line.split(" - ")
+            .next()
+            .unwrap()
+            .split(' ')
+            .skip(6)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // Default (rslave): a slave bind receives the host's mounts, a private tmpfs nothing.
+    let p = rt.probe(&b, &id("propagation"));
+    assert!(
+        optional(&p, "/data").contains("master:"),
+        "rslave bind: {}",
+        optional(&p, "/data")
+    );
+    assert_eq!(
+        optional(&p, "/priv"),
+        "",
+        "private tmpfs has no propagation"
+    );
+    assert!(
+        !optional(&p, "/").contains("shared:"),
+        "{}",
+        optional(&p, "/")
+    );
+    // rootfsPropagation rshared: the container's root is shared (and pivot_root still works).
+    b.set("/linux/rootfsPropagation", "rshared".into());
+    let p = rt.probe(&b, &id("propagation2"));
+    assert!(
+        optional(&p, "/").contains("shared:"),
+        "rootfsPropagation rshared: {}",
+        optional(&p, "/")
+    );
+    b.set("/linux/rootfsPropagation", "sideways".into());
+    let (code, _, err) = rt.run_bundle(&b, &id("badprop"));
+    assert_ne!(code, 0);
+    assert!(err.contains("rootfsPropagation"), "{err}");
+}
