@@ -308,7 +308,8 @@ pub fn id(name: &str) -> String {
 }
 
 pub fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
-    for _ in 0..500 {
+    // Generous: the cgroup v2 VM lane runs under software emulation, ~8x slower.
+    for _ in 0..3000 {
         if f() {
             return;
         }
