@@ -11,17 +11,8 @@
 # itself when apt-get is available, as in CI.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-
-skip() { echo "SKIP cgroup v2 VM lane: $*"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root (qemu 9p passthrough, mknod, apt-get)"
-[ "$(uname -m)" = x86_64 ] || skip "needs an x86_64 host"
-if ! command -v qemu-system-x86_64 >/dev/null 2>&1 && ! command -v apt-get >/dev/null 2>&1; then
-	skip "qemu-system-x86_64 is missing and there is no apt-get to install it"
-fi
-
-cd "$repo"
+LANE="cgroup v2 VM lane"
+source "$(dirname "$0")/lane-checks.sh"
 bin=$(cargo test -p skiff-cgroups --test real --no-run --message-format=json 2>/dev/null |
 	sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -x "$bin" ] || { echo "cannot build the skiff-cgroups integration test binary" >&2; exit 1; }

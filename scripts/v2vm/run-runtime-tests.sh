@@ -8,17 +8,8 @@
 # run-cgroup-tests.sh for the same rules).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-
-skip() { echo "SKIP runtime cgroup v2 VM lane: $*"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root"
-[ "$(uname -m)" = x86_64 ] || skip "needs an x86_64 host"
-if ! command -v qemu-system-x86_64 >/dev/null 2>&1 && ! command -v apt-get >/dev/null 2>&1; then
-	skip "qemu-system-x86_64 is missing and there is no apt-get to install it"
-fi
-
-cd "$repo"
+LANE="runtime cgroup v2 VM lane"
+source "$(dirname "$0")/lane-checks.sh"
 cargo build -q -p skiff-runtime
 # The container-level test binaries: runtime.rs (lifecycle, isolation...) and cgroups.rs (limits).
 bins=$(cargo test -p skiff-runtime --test runtime --test cgroups --no-run --message-format=json 2>/dev/null |

@@ -63,7 +63,7 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> bool {
 
 /// Waits for `pid`, forwarding signals and copying the terminal `master` to stdio.
 pub fn wait(pid: Pid, master: Option<OwnedFd>) -> Result<i32> {
-    let mut sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC)
+    let sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC)
         .ctx(|| "cannot create a signalfd".into())?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
@@ -162,7 +162,6 @@ pub fn wait(pid: Pid, master: Option<OwnedFd>) -> Result<i32> {
     if let Some(t) = saved {
         let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &t);
     }
-    let _ = &mut sfd;
     Ok(exit.unwrap_or(255))
 }
 

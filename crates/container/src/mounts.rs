@@ -342,15 +342,6 @@ pub fn char_dev(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
     })
 }
 
-/// Removes the symlink or file `name` in `dir` if present.
-pub fn unlink_in(dir: BorrowedFd<'_>, name: &str) {
-    let _ = nix::unistd::unlinkat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;

@@ -63,6 +63,8 @@ pub fn lsm(p: &Process) -> Result<()> {
 /// what was left out, instead of failing like runc does on `--privileged` here).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CapPlan {
+    /// What the host's bounding set holds (read once).
+    pub host: u64,
     pub bounding: u64,
     pub effective: u64,
     pub permitted: u64,
@@ -79,7 +81,11 @@ pub fn cap_plan(p: &Process) -> CapPlan {
         }
     }
     let Some(c) = p.capabilities() else {
-        return CapPlan::default();
+        // No capabilities at all: every one the host has is dropped.
+        return CapPlan {
+            host,
+            ..CapPlan::default()
+        };
     };
     let mut missing = 0u64;
     let mut pick = |set| {
@@ -88,6 +94,7 @@ pub fn cap_plan(p: &Process) -> CapPlan {
         m & host
     };
     let plan = CapPlan {
+        host,
         bounding: pick(c.bounding().as_ref()),
         effective: pick(c.effective().as_ref()),
         permitted: pick(c.permitted().as_ref()),
@@ -108,7 +115,7 @@ pub fn cap_plan(p: &Process) -> CapPlan {
 pub fn user_and_caps(p: &Process, plan: CapPlan, set_groups: bool) -> Result<()> {
     let last = skiff_sys::caps::last_cap().min(63);
     for c in 0..=last {
-        if plan.bounding & (1 << c) == 0 && skiff_sys::caps::bounding_has(c) {
+        if plan.bounding & (1 << c) == 0 && plan.host & (1 << c) != 0 {
             skiff_sys::caps::bounding_drop(c).ctx(|| {
                 format!(
                     "cannot drop {} from the bounding set",

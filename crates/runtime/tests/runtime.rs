@@ -689,14 +689,7 @@ fn namespaces_can_be_joined_by_path() {
             {"type": "network", "path": format!("/proc/{apid}/ns/net")}
         ]),
     );
-    b.set(
-        "/linux/uidMappings",
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-    );
-    b.set(
-        "/linux/gidMappings",
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-    );
+    b.userns();
     let p = rt.probe(&b, &id("nsb3"));
     assert_eq!(
         p["uid_map"]
@@ -715,14 +708,7 @@ fn user_namespace_maps_root() {
     let rt = Rt::new();
     let mut b = Bundle::new();
     b.push("/linux/namespaces", json!({"type": "user"}));
-    b.set(
-        "/linux/uidMappings",
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-    );
-    b.set(
-        "/linux/gidMappings",
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-    );
+    b.userns();
     let p = rt.probe(&b, &id("userns"));
     assert!(p["uid"].as_str().unwrap().starts_with("0\t"));
     assert_eq!(
@@ -1081,4 +1067,19 @@ fn rootfs_and_mount_propagation_apply() {
     let (code, _, err) = rt.run_bundle(&b, &id("badprop"));
     assert_ne!(code, 0);
     assert!(err.contains("rootfsPropagation"), "{err}");
+}
+
+#[test]
+fn no_capabilities_in_the_spec_means_none_at_all() {
+    let rt = Rt::new();
+    let mut b = Bundle::new();
+    b.config["process"]
+        .as_object_mut()
+        .unwrap()
+        .remove("capabilities");
+    b.save();
+    let p = rt.probe(&b, &id("nocaps"));
+    for set in ["cap_bnd", "cap_eff", "cap_prm", "cap_inh", "cap_amb"] {
+        assert_eq!(p[set], "0000000000000000", "{set}");
+    }
 }

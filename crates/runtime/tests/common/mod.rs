@@ -166,6 +166,13 @@ impl Bundle {
         self
     }
 
+    /// A new user namespace mapping container ids 0-65535 to host ids 100000-165535.
+    pub fn userns(&mut self) -> &mut Bundle {
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        self.set("/linux/uidMappings", map.clone())
+            .set("/linux/gidMappings", map)
+    }
+
     pub fn save(&self) {
         std::fs::write(
             self.path().join("config.json"),
