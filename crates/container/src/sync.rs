@@ -102,6 +102,7 @@ impl Channel {
     pub fn recv_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         use std::os::fd::AsFd;
         let mut buf = vec![0u8; 64 * 1024];
+        let mut reset_seen = false;
         loop {
             match skiff_sys::socket::recv_with_fd(self.0.as_fd(), &mut buf) {
                 Ok((0, _)) => return Ok(None),
@@ -113,6 +114,10 @@ impl Channel {
                         })
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The other side exited without reading something we sent; the kernel reports
+                // that once (and clears it) before the messages still queued for us, such as
+                // the error it exited with.
+                Err(nix::errno::Errno::ECONNRESET) if !reset_seen => reset_seen = true,
                 Err(e) => return Err(e).ctx(|| "cannot read from the container process".into()),
             }
         }
@@ -142,5 +147,19 @@ mod tests {
         }
         drop(a);
         assert_eq!(b.recv().unwrap(), None, "EOF once the other end is gone");
+    }
+
+    #[test]
+    fn the_last_words_of_a_side_that_never_read_arrive() {
+        // The init fails and exits while a message from the runtime waits unread for it.
+        let (parent, child) = pair().unwrap();
+        parent.send(&Msg::Placed).unwrap();
+        child.send(&Msg::Error("mount failed".into())).unwrap();
+        drop(child);
+        assert_eq!(
+            parent.recv().unwrap(),
+            Some(Msg::Error("mount failed".into()))
+        );
+        assert_eq!(parent.recv().unwrap(), None);
     }
 }
