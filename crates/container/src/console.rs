@@ -34,6 +34,14 @@ fn open_pty(p: &Process) -> Result<(nix::pty::PtyMaster, OwnedFd, String)> {
         .open(&name)
         .ctx(|| format!("cannot open {name}"))?
         .into();
+    // The slave must really be a pty (devpts comes from the container's /dev/pts).
+    let st = nix::sys::stat::fstat(slave.as_raw_fd()).ctx(|| format!("cannot stat {name}"))?;
+    let major = nix::sys::stat::major(st.st_rdev);
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || !(136..=143).contains(&major) {
+        return Err(Error::Other(format!(
+            "{name} is not a pseudo-terminal (device major {major}); is /dev/pts a real devpts?"
+        )));
+    }
     if let Some(size) = p.console_size() {
         let ws = skiff_sys::tty::WinSize {
             rows: u16::try_from(size.height()).unwrap_or(u16::MAX),
@@ -49,7 +57,17 @@ fn open_pty(p: &Process) -> Result<(nix::pty::PtyMaster, OwnedFd, String)> {
 /// slave over /dev/console, sends the master over `sock` and returns the slave.
 pub fn setup_in_container(sock: &OwnedFd, p: &Process) -> Result<OwnedFd> {
     let (master, slave, name) = open_pty(p)?;
-    // /dev/console is the pty slave, bound from our verified fd (CVE-2025-52565).
+    // /dev/console is the pty slave, bound from our verified fd over a target that is not a
+    // symlink (CVE-2025-52565).
+    if let Ok(m) = std::fs::symlink_metadata("/dev/console") {
+        if m.file_type().is_symlink() {
+            let to = std::fs::read_link("/dev/console").unwrap_or_default();
+            return Err(Error::Other(format!(
+                "/dev/console in the container is a symlink to {}; refusing to mount the console through it",
+                to.display()
+            )));
+        }
+    }
     let root: OwnedFd = std::fs::File::open("/")
         .ctx(|| "cannot open /".into())?
         .into();

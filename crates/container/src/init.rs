@@ -353,7 +353,11 @@ where
     }
     before_exec()?;
     let cpath: CString = path;
-    Err(Error::Other(process::execve(&cpath, &args, &env)))
+    let err = process::execve(&cpath, &args, &env);
+    // Past the start handshake the runtime may be gone: say it on the process's own stderr
+    // too (an interpreter missing from the rootfs fails only here).
+    eprintln!("skiff-runtime: unable to start container process: {err}");
+    Err(Error::Other(err))
 }
 
 /// A compiled seccomp filter, and the channel its notify listener fd goes back on (the

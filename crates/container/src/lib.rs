@@ -6,6 +6,7 @@ mod caps;
 pub mod console;
 mod container;
 pub mod error;
+pub mod exe;
 pub mod foreground;
 mod hooks;
 mod init;

@@ -84,7 +84,17 @@ fn run(cli: Cli) -> Result<i32> {
         Some("false") => false,
         Some(other) => bail!("--rootless: expected true, false or auto, got {other:?}"),
     };
-    let rt = Runtime::new(cli.root.clone().unwrap_or_else(|| default_root(rootless)));
+    let root = cli.root.clone().unwrap_or_else(|| default_root(rootless));
+    if matches!(
+        command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        // These commands put a fork of this binary inside a container (CVE-2019-5736).
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create state root {}", root.display()))?;
+        skiff_container::exe::ensure_sealed(&root)?;
+    }
+    let rt = Runtime::new(root);
     let lib = |r: skiff_container::Result<()>| r.map_err(|e| anyhow!(chain(&e)));
     match command {
         Command::Spec { bundle, rootless } => {

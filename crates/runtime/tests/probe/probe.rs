@@ -5,6 +5,11 @@
 //!   probe fork N          try to start N children; print how many started
 //!   probe write PATH      try to create PATH; print "ok" or the error
 //!   probe busy SECS       spin the CPU for SECS seconds
+//!   probe syscalls        try keyctl, unshare(CLONE_NEWUSER), mount, bpf, ptrace, personality;
+//!                         print a JSON object of their errnos (0 = the call succeeded)
+//!   probe reopen-exe PID  get /proc/PID/exe as O_PATH, then reopen it through /proc/self/fd
+//!                         and write its first byte back (the CVE-2019-5736 attack, harmless)
+//!   probe read PATH       print "ok N" (bytes read) or "error ERRNO"
 //! Built by the tests with `rustc -C target-feature=+crt-static` (no dependencies).
 
 use std::fmt::Write as _;
@@ -93,6 +98,50 @@ fn report() {
     println!("{o}");
 }
 
+extern "C" {
+    fn syscall(n: i64, ...) -> i64;
+    fn __errno_location() -> *mut i32;
+}
+
+/// Runs a raw syscall and returns 0 or its errno.
+fn errno_of(n: i64, a: [i64; 5]) -> i32 {
+    // SAFETY: test probe; every call below passes arguments the kernel validates itself
+    // (null or small constant pointers that are only read).
+    unsafe {
+        *__errno_location() = 0;
+        if syscall(n, a[0], a[1], a[2], a[3], a[4]) < 0 { *__errno_location() } else { 0 }
+    }
+}
+
+fn syscalls() {
+    const SYS_PTRACE: i64 = 101;
+    const SYS_PERSONALITY: i64 = 135;
+    const SYS_MOUNT: i64 = 165;
+    const SYS_UNSHARE: i64 = 272;
+    const SYS_KEYCTL: i64 = 250;
+    const SYS_BPF: i64 = 321;
+    const CLONE_NEWUSER: i64 = 0x1000_0000;
+    const KEYCTL_JOIN_SESSION_KEYRING: i64 = 1;
+    const PTRACE_ATTACH: i64 = 16;
+    let none = b"none\0".as_ptr() as i64;
+    let tmpfs = b"tmpfs\0".as_ptr() as i64;
+    let tmp = b"/tmp\0".as_ptr() as i64;
+    let attr = [0u8; 128];
+    let r = [
+        ("keyctl", errno_of(SYS_KEYCTL, [KEYCTL_JOIN_SESSION_KEYRING, 0, 0, 0, 0])),
+        ("mount", errno_of(SYS_MOUNT, [none, tmp, tmpfs, 0, 0])),
+        // BPF_MAP_CREATE with an all-zero attribute: EINVAL when allowed, EPERM when not.
+        ("bpf", errno_of(SYS_BPF, [0, attr.as_ptr() as i64, attr.len() as i64, 0, 0])),
+        ("ptrace", errno_of(SYS_PTRACE, [PTRACE_ATTACH, 1, 0, 0, 0])), // never on itself
+        // READ_IMPLIES_EXEC | PER_LINUX32: not one of the personalities Docker allows.
+        ("personality", errno_of(SYS_PERSONALITY, [0x0040_0008, 0, 0, 0, 0])),
+        // Last: once in a new user namespace the process has no capabilities left here.
+        ("unshare_user", errno_of(SYS_UNSHARE, [CLONE_NEWUSER, 0, 0, 0, 0])),
+    ];
+    let body: Vec<String> = r.iter().map(|(k, v)| format!("{}:{v}", esc(k))).collect();
+    println!("{{{}}}", body.join(","));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -133,6 +182,38 @@ fn main() {
             }
             println!("done {}", x % 2);
         }
+        Some("syscalls") => syscalls(),
+        Some("reopen-exe") => {
+            use std::os::unix::fs::OpenOptionsExt;
+            use std::os::fd::AsRawFd;
+            const O_PATH: i32 = 0o10_000_000;
+            let f = match fs::OpenOptions::new().read(true).custom_flags(O_PATH).open(format!("/proc/{}/exe", args[2])) {
+                Ok(f) => f,
+                Err(e) => {
+                    println!("error {}", e.raw_os_error().unwrap_or(0));
+                    return;
+                }
+            };
+            // Write back the byte that is already there: harmless even if the protection failed.
+            let r = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/self/fd/{}", f.as_raw_fd()))
+                .and_then(|w| {
+                    use std::os::unix::fs::FileExt;
+                    let mut b = [0u8; 1];
+                    w.read_exact_at(&mut b, 0)?;
+                    w.write_all_at(&b, 0)
+                });
+            match r {
+                Ok(()) => println!("written"),
+                Err(e) => println!("error {}", e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        Some("read") => match fs::read(&args[2]) {
+            Ok(b) => println!("ok {}", b.len()),
+            Err(e) => println!("error {}", e.raw_os_error().unwrap_or(0)),
+        },
         Some(other) => {
             eprintln!("probe: unknown mode {other}");
             std::process::exit(2);
