@@ -144,6 +144,17 @@ impl BlobReader {
     }
 }
 
+impl std::fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("what", &self.what)
+            .field("size", &self.size)
+            .field("offset", &self.offset)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
 fn retryable(err: &Error) -> bool {
     match err {
         Error::Http { .. } | Error::Read { .. } => true,
@@ -273,5 +284,289 @@ pub(crate) fn io_to_error(err: io::Error, context: &str) -> Error {
     Error::Read {
         url: context.to_owned(),
         source: err,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
+
+    use skiff_reference::Reference;
+
+    use super::*;
+    use crate::hash::sha256_digest;
+    use crate::Config;
+
+    /// An answer of the test server: status, headers, body, and after how many body bytes
+    /// to cut the connection (the headers still announce the whole body).
+    pub(crate) struct Answer {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+        pub cut_after: Option<usize>,
+    }
+
+    /// A tiny HTTP/1.1 server on 127.0.0.1 for tests: one request per connection. The handler
+    /// gets the method, the path and the request headers (names lowercased).
+    pub(crate) struct TestServer {
+        pub addr: SocketAddr,
+        pub log: Arc<Mutex<Vec<String>>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    type Handler = dyn Fn(&str, &str, &[(String, String)]) -> Answer + Send + Sync;
+
+    impl TestServer {
+        pub fn start(handler: Box<Handler>) -> TestServer {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let (stop2, log2) = (stop.clone(), log.clone());
+            let thread = std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let _ = serve_one(conn, &*handler, &log2);
+                }
+            });
+            TestServer {
+                addr,
+                log,
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect(self.addr);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn serve_one(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<String>>) -> io::Result<()> {
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut reader = BufReader::new(conn.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(()); // not HTTP (a TLS hello): just close
+        };
+        if !version.starts_with("HTTP/") {
+            return Ok(());
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let range = headers
+            .iter()
+            .find(|(k, _)| k == "range")
+            .map(|(_, v)| format!(" range={v}"))
+            .unwrap_or_default();
+        log.lock().unwrap().push(format!("{method} {path}{range}"));
+        let answer = handler(method, path, &headers);
+        let mut out = conn;
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+            answer.status,
+            answer.body.len()
+        );
+        for (k, v) in &answer.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        out.write_all(head.as_bytes())?;
+        if method != "HEAD" {
+            let n = answer
+                .cut_after
+                .unwrap_or(answer.body.len())
+                .min(answer.body.len());
+            out.write_all(&answer.body[..n])?;
+        }
+        out.flush()?;
+        out.shutdown(std::net::Shutdown::Both)
+    }
+
+    pub(crate) fn test_client() -> Client {
+        Client::new(Config {
+            docker_config_dir: Some("/nonexistent/skiff-test".into()),
+            certs_dir: None,
+            retries: 3,
+            retry_delay: Duration::from_millis(5),
+            read_timeout: Duration::from_secs(5),
+            ..Config::default()
+        })
+        .unwrap()
+    }
+
+    fn blob() -> Vec<u8> {
+        (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn descriptor(digest: &Digest, size: u64) -> oci_spec::image::Descriptor {
+        serde_json::from_value(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest.to_string(),
+            "size": size,
+        }))
+        .unwrap()
+    }
+
+    /// Serves `data` at any blob path: the first `broken` answers are cut after `cut` bytes;
+    /// `honour_range` decides whether a Range request gets a 206.
+    fn blob_server(data: Vec<u8>, broken: usize, cut: usize, honour_range: bool) -> TestServer {
+        let count = Mutex::new(0usize);
+        TestServer::start(Box::new(move |_, path, headers| {
+            if path == "/v2/" {
+                return Answer {
+                    status: 200,
+                    headers: vec![],
+                    body: b"{}".to_vec(),
+                    cut_after: None,
+                };
+            }
+            let mut n = count.lock().unwrap();
+            *n += 1;
+            let start = headers
+                .iter()
+                .find(|(k, _)| k == "range")
+                .and_then(|(_, v)| v.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+                .filter(|_| honour_range)
+                .unwrap_or(0usize);
+            let mut answer = Answer {
+                status: if start > 0 { 206 } else { 200 },
+                headers: vec![],
+                body: data[start..].to_vec(),
+                cut_after: (*n <= broken).then_some(cut),
+            };
+            if start > 0 {
+                answer.headers.push((
+                    "Content-Range".into(),
+                    format!("bytes {start}-{}/{}", data.len() - 1, data.len()),
+                ));
+            }
+            answer
+        }))
+    }
+
+    fn fetch(server: &TestServer, digest: &Digest, size: u64) -> io::Result<Vec<u8>> {
+        let client = test_client();
+        let repo = Reference::parse(&format!("{}/test/blob", server.addr)).unwrap();
+        let mut reader = client
+            .fetch_blob(&repo, &descriptor(digest, size))
+            .map_err(Error::into_io)?;
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out)?;
+        assert_eq!(reader.offset(), size);
+        Ok(out)
+    }
+
+    #[test]
+    fn resumes_with_range_after_a_cut() {
+        let data = blob();
+        let digest = sha256_digest(&data);
+        let server = blob_server(data.clone(), 2, 70_000, true);
+        let got = fetch(&server, &digest, data.len() as u64).unwrap();
+        assert_eq!(got, data);
+        let log = server.log.lock().unwrap().clone();
+        let blob_reqs: Vec<_> = log.iter().filter(|l| l.contains("/blobs/")).collect();
+        assert_eq!(blob_reqs.len(), 3, "{log:?}");
+        assert!(!blob_reqs[0].contains("range"), "{log:?}");
+        assert!(blob_reqs[1].ends_with("range=bytes=70000-"), "{log:?}");
+        assert!(blob_reqs[2].ends_with("range=bytes=140000-"), "{log:?}");
+    }
+
+    #[test]
+    fn resumes_when_the_server_ignores_range() {
+        let data = blob();
+        let digest = sha256_digest(&data);
+        let server = blob_server(data.clone(), 1, 100_001, false);
+        assert_eq!(fetch(&server, &digest, data.len() as u64).unwrap(), data);
+    }
+
+    #[test]
+    fn corrupt_blob_is_an_error_not_data() {
+        let mut data = blob();
+        let digest = sha256_digest(&data);
+        data[150_000] ^= 1;
+        let server = blob_server(data.clone(), 1, 50_000, true);
+        let err = fetch(&server, &digest, data.len() as u64).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let inner = Error::from_io(&err).unwrap();
+        assert!(matches!(inner, Error::DigestMismatch { .. }), "{inner}");
+        assert!(err.to_string().contains(&digest.to_string()), "{err}");
+    }
+
+    #[test]
+    fn wrong_size_is_an_error() {
+        let data = blob();
+        let digest = sha256_digest(&data);
+        let server = blob_server(data.clone(), 0, 0, true);
+        // descriptor says shorter: too long
+        let err = fetch(&server, &digest, 1000).unwrap_err();
+        assert!(
+            matches!(Error::from_io(&err), Some(Error::SizeMismatch { .. })),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gives_up_after_retries_without_progress() {
+        let data = blob();
+        let digest = sha256_digest(&data);
+        // every answer breaks before the first byte: no progress, 1 + 3 retries
+        let server = blob_server(data.clone(), usize::MAX, 0, true);
+        let err = fetch(&server, &digest, data.len() as u64).unwrap_err();
+        assert!(Error::from_io(&err).is_some(), "{err}");
+        let blob_reqs = server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("/blobs/"))
+            .count();
+        assert_eq!(blob_reqs, 4);
+    }
+
+    #[test]
+    fn missing_blob_is_not_found() {
+        let server = TestServer::start(Box::new(|_, path, _| Answer {
+            status: if path == "/v2/" { 200 } else { 404 },
+            headers: vec![],
+            body: br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#
+                .to_vec(),
+            cut_after: None,
+        }));
+        let digest = sha256_digest(b"x");
+        let err = fetch(&server, &digest, 1).unwrap_err();
+        let inner = Error::from_io(&err).unwrap();
+        assert!(inner.is_not_found(), "{inner}");
+        assert!(
+            inner
+                .to_string()
+                .contains("BLOB_UNKNOWN: blob unknown to registry"),
+            "{inner}"
+        );
     }
 }

@@ -357,7 +357,7 @@ impl Client {
         let foreign_urls = descriptor
             .urls()
             .as_ref()
-            .filter(|_| manifest::is_non_distributable(&descriptor.media_type().to_string()))
+            .filter(|_| manifest::is_non_distributable(descriptor.media_type().as_ref()))
             .cloned()
             .unwrap_or_default();
         let (source, body) = match opened {

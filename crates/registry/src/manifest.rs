@@ -53,9 +53,9 @@ pub fn is_index(media_type: &str) -> bool {
 #[derive(Debug, Clone)]
 pub enum ManifestKind {
     /// An image manifest (OCI or Docker schema 2): config and layers.
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     /// An index or manifest list: one manifest per platform.
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// A manifest as fetched: verified digest, media type, the exact bytes, and their parse.
@@ -177,12 +177,12 @@ pub(crate) fn parse(
         });
     }
     let kind = match media_type.as_str() {
-        DOCKER_MANIFEST | OCI_MANIFEST => ManifestKind::Image(
+        DOCKER_MANIFEST | OCI_MANIFEST => ManifestKind::Image(Box::new(
             serde_json::from_slice(bytes).map_err(|e| invalid(&media_type, e.to_string()))?,
-        ),
-        DOCKER_MANIFEST_LIST | OCI_INDEX => ManifestKind::Index(
+        )),
+        DOCKER_MANIFEST_LIST | OCI_INDEX => ManifestKind::Index(Box::new(
             serde_json::from_slice(bytes).map_err(|e| invalid(&media_type, e.to_string()))?,
-        ),
+        )),
         _ => {
             return Err(Error::UnsupportedMediaType {
                 reference: reference.to_owned(),
@@ -223,12 +223,8 @@ mod tests {
             };
             assert_eq!(img.layers().len(), 2);
             assert_eq!(img.layers()[1].urls().as_ref().unwrap()[0], "https://x/y");
-            assert!(is_non_distributable(
-                &img.layers()[1].media_type().to_string()
-            ));
-            assert!(!is_non_distributable(
-                &img.layers()[0].media_type().to_string()
-            ));
+            assert!(is_non_distributable(img.layers()[1].media_type().as_ref()));
+            assert!(!is_non_distributable(img.layers()[0].media_type().as_ref()));
         }
     }
 
