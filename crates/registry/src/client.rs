@@ -1365,6 +1365,134 @@ mod tests {
         assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
     }
 
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::blob::tests::{test_client, Answer, TestServer};
+
+    fn answer(status: u16, headers: Vec<(String, String)>, body: &[u8]) -> Answer {
+        Answer {
+            status,
+            headers,
+            body: body.to_vec(),
+            cut_after: None,
+        }
+    }
+
+    #[test]
+    fn token_is_refreshed_on_401() {
+        let issued = AtomicUsize::new(0);
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}"#;
+        let server = TestServer::start(Box::new(move |_, path, headers| {
+            let get = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let challenge = vec![(
+                "WWW-Authenticate".to_owned(),
+                format!(
+                    r#"Bearer realm="http://{}/token",service="svc""#,
+                    get("host")
+                ),
+            )];
+            if path.starts_with("/token?") {
+                let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                assert!(path.contains("service=svc"), "{path}");
+                assert!(path.contains("scope=repository%3At%2Fr%3Apull"), "{path}");
+                return answer(
+                    200,
+                    vec![],
+                    format!(r#"{{"token":"tok{n}","expires_in":300}}"#).as_bytes(),
+                );
+            }
+            match (path, get("authorization").as_str()) {
+                (_, "Bearer tok2") if path.starts_with("/v2/t/r/manifests/") => answer(
+                    200,
+                    vec![("Content-Type".into(), crate::OCI_MANIFEST.into())],
+                    manifest,
+                ),
+                // tok1 is "revoked": the registry wants a new one
+                _ => answer(
+                    401,
+                    challenge,
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                ),
+            }
+        }));
+        let client = test_client();
+        let reference = Reference::parse(&format!("{}/t/r:1", server.addr)).unwrap();
+        let m = client.fetch_manifest(&reference).unwrap();
+        assert_eq!(m.digest, sha256_digest(manifest));
+        let log = server.log.lock().unwrap().clone();
+        let tokens = log.iter().filter(|l| l.starts_with("GET /token")).count();
+        assert_eq!(tokens, 2, "{log:?}");
+        // a third token is not needed while tok2 is fresh
+        client.fetch_manifest(&reference).unwrap();
+        let log = server.log.lock().unwrap().clone();
+        assert_eq!(
+            log.iter().filter(|l| l.starts_with("GET /token")).count(),
+            2,
+            "{log:?}"
+        );
+    }
+
+    #[test]
+    fn unauthorized_is_reported_with_the_registry_message() {
+        let server = TestServer::start(Box::new(|_, path, _| {
+            if path == "/v2/" {
+                return answer(200, vec![], b"{}");
+            }
+            answer(403, vec![], br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+        }));
+        let client = test_client();
+        let reference = Reference::parse(&format!("{}/t/r:1", server.addr)).unwrap();
+        let err = client.fetch_manifest(&reference).unwrap_err();
+        assert!(err.is_unauthorized(), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("t/r") && msg.contains("403") && msg.contains("DENIED: requested access"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn foreign_layer_comes_from_its_urls() {
+        let data = b"foreign layer bytes".to_vec();
+        let served = data.clone();
+        let server = TestServer::start(Box::new(move |_, path, _| match path {
+            "/v2/" => answer(200, vec![], b"{}"),
+            "/foreign/layer.tar.gz" => answer(200, vec![], &served),
+            _ => answer(
+                404,
+                vec![],
+                br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#,
+            ),
+        }));
+        let client = test_client();
+        let repo = Reference::parse(&format!("{}/win/base", server.addr)).unwrap();
+        let desc: Descriptor = serde_json::from_value(serde_json::json!({
+            "mediaType": crate::DOCKER_FOREIGN_LAYER,
+            "digest": sha256_digest(&data).to_string(),
+            "size": data.len(),
+            "urls": ["ftp://ignored", format!("http://{}/foreign/layer.tar.gz", server.addr)],
+        }))
+        .unwrap();
+        let mut out = Vec::new();
+        client
+            .fetch_blob(&repo, &desc)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        // an ordinary layer does not fall back to urls
+        let mut plain = desc.clone();
+        plain.set_media_type("application/vnd.oci.image.layer.v1.tar+gzip".into());
+        assert!(client.fetch_blob(&repo, &plain).unwrap_err().is_not_found());
+    }
+
     #[test]
     fn client_is_send_sync_clone() {
         fn check<T: Send + Sync + Clone>() {}
