@@ -550,6 +550,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn follows_redirects_and_resumes_through_them() {
+        let data = blob();
+        let digest = sha256_digest(&data);
+        let storage = blob_server(data.clone(), 1, 90_000, true);
+        let target = format!("http://{}/storage/object", storage.addr);
+        let registry = TestServer::start(Box::new(move |_, path, _| {
+            if path == "/v2/" {
+                return Answer {
+                    status: 200,
+                    headers: vec![],
+                    body: b"{}".to_vec(),
+                    cut_after: None,
+                };
+            }
+            Answer {
+                status: 307,
+                headers: vec![("Location".into(), target.clone())],
+                body: vec![],
+                cut_after: None,
+            }
+        }));
+        assert_eq!(fetch(&registry, &digest, data.len() as u64).unwrap(), data);
+        let log = storage.log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "GET /storage/object",
+                "GET /storage/object range=bytes=90000-"
+            ],
+            "{log:?}"
+        );
+    }
+
+    #[test]
     fn missing_blob_is_not_found() {
         let server = TestServer::start(Box::new(|_, path, _| Answer {
             status: if path == "/v2/" { 200 } else { 404 },

@@ -659,16 +659,18 @@ impl Client {
     }
 
     /// `GET /v2/` on each candidate base until one answers: that fixes the scheme and tells
-    /// how to authenticate.
+    /// how to authenticate. An answer other than 200 or 401 is taken (as no auth) only from
+    /// the first base: from the plain-HTTP fallback it more likely means an HTTPS server
+    /// refusing plain HTTP, and the HTTPS error is the one worth reporting.
     fn ping(&self, spec: &EndpointSpec) -> Result<HostState> {
-        let mut last_err = None;
-        for base in &spec.bases {
+        let mut first_err = None;
+        for (i, base) in spec.bases.iter().enumerate() {
             let url = format!("{base}/v2/");
             let resp = match self.send(&spec.host, "GET", &url, &[], ReqBody::Empty, None) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(url, error = %e, "ping failed");
-                    last_err = Some(e);
+                    first_err.get_or_insert(e);
                     continue;
                 }
             };
@@ -676,9 +678,20 @@ impl Client {
             let auth = match status {
                 401 => challenge_of(&resp, &spec.host)?,
                 200 => AuthScheme::Anonymous,
-                _ => {
+                _ if i == 0 => {
                     tracing::debug!(url, status, "unexpected ping answer; assuming no auth");
                     AuthScheme::Anonymous
+                }
+                _ => {
+                    tracing::debug!(url, status, "unexpected ping answer from the fallback");
+                    let detail = read_error_body(resp);
+                    first_err.get_or_insert(Error::Status {
+                        method: "GET",
+                        url,
+                        status,
+                        detail,
+                    });
+                    continue;
                 }
             };
             tracing::debug!(base, ?auth, "registry endpoint");
@@ -689,7 +702,7 @@ impl Client {
                 tokens: Mutex::new(HashMap::new()),
             });
         }
-        Err(last_err.expect("at least one base URL"))
+        Err(first_err.expect("at least one base URL"))
     }
 
     /// Sends an authenticated request for `scopes`; on a 401 it refreshes the token (or

@@ -79,6 +79,11 @@ struct Registry {
 
 impl Registry {
     fn start(auth: Auth) -> Registry {
+        Registry::start_with(auth, false)
+    }
+
+    /// With `tls`, HTTPS only, with a certificate for 127.0.0.1 signed by a CA (`ca.crt`).
+    fn start_with(auth: Auth, tls: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut reg = Registry {
@@ -93,6 +98,7 @@ impl Registry {
              uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: skiff-test\n",
             d.join("storage").display()
         );
+        let mut auth_yaml = String::new();
         match auth {
             Auth::None => {}
             Auth::Basic => {
@@ -102,7 +108,7 @@ impl Registry {
                     .unwrap();
                 assert!(out.status.success(), "htpasswd failed");
                 fs::write(d.join("htpasswd"), out.stdout).unwrap();
-                config.push_str(&format!(
+                auth_yaml.push_str(&format!(
                     "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
                     d.join("htpasswd").display()
                 ));
@@ -147,13 +153,72 @@ impl Registry {
                     .unwrap();
                 reg.children.push(child);
                 wait_for(token_port, "/token");
-                config.push_str(&format!(
+                auth_yaml.push_str(&format!(
                     "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    \
                      service: test-registry\n    issuer: test-token-issuer\n    rootcertbundle: {}\n",
                     d.join("token.crt").display()
                 ));
             }
         }
+        if tls {
+            // a CA, and a server certificate for 127.0.0.1 signed by it
+            let p = |name: &str| d.join(name).display().to_string();
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=skiff-test-ca",
+                "-keyout",
+                &p("ca.key"),
+                "-out",
+                &p("ca.crt"),
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                &p("tls.key"),
+                "-out",
+                &p("tls.csr"),
+            ]);
+            fs::write(
+                d.join("ext.cnf"),
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+            )
+            .unwrap();
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &p("tls.csr"),
+                "-CA",
+                &p("ca.crt"),
+                "-CAkey",
+                &p("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &p("ext.cnf"),
+                "-out",
+                &p("tls.crt"),
+            ]);
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("tls.crt").display(),
+                d.join("tls.key").display()
+            ));
+        }
+        config.push_str(&auth_yaml);
         fs::write(d.join("config.yml"), config).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
@@ -195,6 +260,16 @@ impl Drop for Registry {
             let _ = c.wait();
         }
     }
+}
+
+fn openssl(args: &[&str]) {
+    let st = Command::new("openssl")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl {args:?} failed");
 }
 
 /// Waits until something answers HTTP on the port.
@@ -739,6 +814,47 @@ fn docker_io_mirrors_in_order() {
     // `mirrored` is docker.io/library/mirrored: served by the second mirror
     let reference = Reference::parse("mirrored:1").unwrap();
     check_pull(&client, &reference, &img, &digest);
+}
+
+#[test]
+fn https_with_a_certs_d_ca() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start_with(Auth::None, true);
+    let cfg = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    fs::create_dir(certs.path().join(reg.host())).unwrap();
+    fs::copy(
+        reg.dir.path().join("ca.crt"),
+        certs.path().join(reg.host()).join("ca.crt"),
+    )
+    .unwrap();
+    let client = Client::new(Config {
+        docker_config_dir: Some(cfg.path().to_owned()),
+        certs_dir: Some(certs.path().to_owned()),
+        ..Config::default()
+    })
+    .unwrap();
+    // the registry speaks only HTTPS: this works only if the CA file is trusted
+    let app = reg.reference("tls/app:1");
+    let img = image("linux/amd64", false, false);
+    let digest = push_image(&client, &app, &img);
+    check_pull(&client, &app, &img, &digest);
+
+    // without the CA: HTTPS fails, the plain-HTTP fallback gets a 400, and the HTTPS error
+    // is the one reported
+    let untrusting = client_with(cfg.path());
+    let err = untrusting.fetch_manifest(&app).unwrap_err();
+    match &err {
+        Error::Http { url, .. } => assert!(url.starts_with("https://"), "{err}"),
+        other => panic!("expected the HTTPS error, got {other}"),
+    }
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    eprintln!("untrusted HTTPS registry: {chain}");
 }
 
 #[test]
