@@ -384,7 +384,21 @@ pub(crate) mod tests {
             .find(|(k, _)| k == "range")
             .map(|(_, v)| format!(" range={v}"))
             .unwrap_or_default();
-        log.lock().unwrap().push(format!("{method} {path}{range}"));
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body)?;
+        let body = if body.is_empty() {
+            String::new()
+        } else {
+            format!(" body={}", String::from_utf8_lossy(&body))
+        };
+        log.lock()
+            .unwrap()
+            .push(format!("{method} {path}{range}{body}"));
         let answer = handler(method, path, &headers);
         let mut out = conn;
         let mut head = format!(

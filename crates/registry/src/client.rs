@@ -1452,6 +1452,86 @@ mod tests {
         );
     }
 
+    /// A registry whose token server serves only the OAuth2 POST form.
+    fn oauth_only_server() -> TestServer {
+        TestServer::start(Box::new(|method, path, headers| {
+            let get = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            match (method, path) {
+                ("GET", p) if p.starts_with("/token") => answer(405, vec![], b""),
+                ("POST", "/token") => {
+                    answer(200, vec![], br#"{"access_token":"oauth","expires_in":60}"#)
+                }
+                (_, p)
+                    if p.starts_with("/v2/t/r/tags/list")
+                        && get("authorization") == "Bearer oauth" =>
+                {
+                    answer(200, vec![], br#"{"name":"t/r","tags":["a","b"]}"#)
+                }
+                _ => answer(
+                    401,
+                    vec![(
+                        "WWW-Authenticate".to_owned(),
+                        format!(
+                            r#"Bearer realm="http://{}/token",service="svc""#,
+                            get("host")
+                        ),
+                    )],
+                    b"",
+                ),
+            }
+        }))
+    }
+
+    #[test]
+    fn oauth2_post_form_for_passwords_and_identity_tokens() {
+        for cred in [
+            Credential::Basic {
+                username: "u".into(),
+                password: "p w".into(),
+            },
+            Credential::IdentityToken {
+                username: String::new(),
+                token: "refresh-me".into(),
+            },
+        ] {
+            let server = oauth_only_server();
+            let client = test_client();
+            client.set_credential(&server.addr.to_string(), cred.clone());
+            let repo = Reference::parse(&format!("{}/t/r", server.addr)).unwrap();
+            assert_eq!(client.list_tags(&repo).unwrap(), ["a", "b"]);
+            let log = server.log.lock().unwrap().clone();
+            let post = log.iter().find(|l| l.starts_with("POST /token")).unwrap();
+            let common = "client_id=skiff&service=svc&scope=repository%3At%2Fr%3Apull";
+            match cred {
+                Credential::Basic { .. } => {
+                    assert!(log.iter().any(|l| l.starts_with("GET /token?")), "{log:?}");
+                    assert!(
+                        post.ends_with(&format!(
+                            "body=grant_type=password&username=u&password=p%20w&{common}"
+                        )),
+                        "{post}"
+                    );
+                }
+                Credential::IdentityToken { .. } => {
+                    // no GET: identity tokens go straight to the OAuth2 form
+                    assert!(!log.iter().any(|l| l.starts_with("GET /token")), "{log:?}");
+                    assert!(
+                        post.ends_with(&format!(
+                            "body=grant_type=refresh_token&refresh_token=refresh-me&{common}"
+                        )),
+                        "{post}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn unauthorized_is_reported_with_the_registry_message() {
         let server = TestServer::start(Box::new(|_, path, _| {

@@ -34,8 +34,9 @@ pub enum Error {
     /// The registry or its token server refused the credentials, or there were none and the
     /// repository is private (HTTP 401 or 403).
     #[error(
-        "access to repository {repository} on {registry} was denied (HTTP {status}){detail}; \
-         check the credentials (skiff login) and that the repository exists"
+        "access to {} was denied (HTTP {status}){detail}; check the credentials (skiff login) \
+         and that the repository exists",
+        place(registry, repository)
     )]
     Unauthorized {
         /// The registry host.
@@ -241,6 +242,14 @@ impl Error {
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, self)
+    }
+}
+
+fn place(registry: &str, repository: &str) -> String {
+    if repository.is_empty() {
+        format!("registry {registry}")
+    } else {
+        format!("repository {repository} on {registry}")
     }
 }
 
