@@ -44,14 +44,15 @@ fn tools() -> bool {
         return true;
     }
     let msg = format!(
-        "SKIPPED: registry integration test needs {} (apt-get install docker-registry \
-         apache2-utils openssl python3)",
+        "registry integration test needs {} (apt-get install docker-registry apache2-utils \
+         openssl python3)",
         missing.join(", ")
     );
     if std::env::var_os("SKIFF_REQUIRE_REGISTRY").is_some() {
         panic!("{msg}, and SKIFF_REQUIRE_REGISTRY is set");
     }
-    eprintln!("{msg}");
+    // Straight to stderr, past the test harness's capture, so that the skip is seen.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}");
     false
 }
 
