@@ -6,6 +6,8 @@ want=(busybox-static ca-certificates gcc libc6-dev pkg-config procps iproute2 ut
 if [ "${1:-demo}" = test ]; then
 	# Engines the runtime is tested under, and what the cgroup v2 VM lane boots with.
 	want+=(containerd docker.io runc qemu-system-x86 cpio xz-utils e2fsprogs)
+	# A real registry for skiff-registry's integration tests (basic and token auth).
+	want+=(docker-registry apache2-utils openssl python3)
 fi
 missing=()
 for p in "${want[@]}"; do
