@@ -208,8 +208,9 @@ impl Store {
     }
 }
 
-/// Writes the tree under `root` as a tar stream: owners, modes, mtimes, symlinks, hard
-/// links (same inode: a link entry to the first name), devices and fifos.
+/// Writes the tree under `root` as a tar stream: owners, modes, mtimes, xattrs (PAX
+/// `SCHILY.xattr.*`), symlinks, hard links (same inode: a link entry to the first name),
+/// devices and fifos.
 pub(crate) fn write_tree(root: &Path, out: impl Write) -> Result<()> {
     let mut b = tar::Builder::new(out);
     let mut links = std::collections::HashMap::new();
@@ -232,6 +233,20 @@ pub(crate) fn write_tree(root: &Path, out: impl Write) -> Result<()> {
             let mut h = tar::Header::new_gnu();
             h.set_metadata_in_mode(&m, tar::HeaderMode::Complete);
             let werr = io_err("writing the tar entry for", path.clone());
+            let linked = m.nlink() > 1 && !ft.is_dir() && links.contains_key(&(m.dev(), m.ino()));
+            let xattrs = if linked {
+                Vec::new()
+            } else {
+                crate::vfs::xattrs(&path)
+            };
+            if !xattrs.is_empty() {
+                let pax: Vec<(String, &[u8])> = xattrs
+                    .iter()
+                    .map(|(k, v)| (format!("SCHILY.xattr.{}", k.to_string_lossy()), &v[..]))
+                    .collect();
+                b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)))
+                    .map_err(io_err("writing the tar entry for", path.clone()))?;
+            }
             if ft.is_dir() {
                 h.set_size(0);
                 b.append_data(&mut h, &name, io::empty()).map_err(werr)?;

@@ -26,7 +26,7 @@ fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn xattrs(path: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+pub(crate) fn xattrs(path: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
     let mut names = vec![0u8; 4096];
     let n = match rustix::fs::llistxattr(path, &mut names) {
         Ok(n) => n,
