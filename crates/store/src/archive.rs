@@ -110,6 +110,9 @@ fn extract(reader: impl Read, dir: &Path) -> Result<()> {
         if kind == tar::EntryType::XGlobalHeader {
             continue;
         }
+        if kind == tar::EntryType::Directory && name.split('/').all(|c| c.is_empty() || c == ".") {
+            continue; // the archive's top directory (`./`)
+        }
         let rel = clean_name(&name).ok_or_else(|| {
             invalid(format!(
                 "archive member {name:?} has an absolute path or a `..` component; refusing the archive"
