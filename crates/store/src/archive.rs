@@ -64,16 +64,54 @@ fn clean_name(name: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-fn member(dir: &Path, name: &str) -> Result<PathBuf> {
-    clean_name(name).map(|p| dir.join(p)).ok_or_else(|| {
+/// An archive extracted to a temp dir; its (in-archive) symlinks and hard links are kept
+/// as aliases from name to target name, never created on disk.
+struct Extracted<'a> {
+    dir: &'a Path,
+    aliases: HashMap<PathBuf, PathBuf>,
+}
+
+fn member(ar: &Extracted<'_>, name: &str) -> Result<PathBuf> {
+    let mut rel = clean_name(name).ok_or_else(|| {
         invalid(format!(
             "the archive refers to {name:?}, a path outside the archive"
         ))
-    })
+    })?;
+    for _ in 0..16 {
+        match ar.aliases.get(&rel) {
+            Some(t) => rel = t.clone(),
+            None => return Ok(ar.dir.join(rel)),
+        }
+    }
+    Err(invalid(format!(
+        "archive member {name:?} is a loop of links"
+    )))
 }
 
-fn open_member(dir: &Path, name: &str) -> Result<File> {
-    let p = member(dir, name)?;
+/// Where a symlink at `link` (a clean relative name) pointing to `target` leads, as a clean
+/// name inside the archive; `None` if it leaves the archive.
+fn link_target(link: &Path, target: &str) -> Option<PathBuf> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<String> = link
+        .parent()
+        .map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c.to_owned()),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.iter().collect())
+}
+
+fn open_member(ar: &Extracted<'_>, name: &str) -> Result<File> {
+    let p = member(ar, name)?;
     File::options()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW)
@@ -84,16 +122,18 @@ fn open_member(dir: &Path, name: &str) -> Result<File> {
         })
 }
 
-fn read_member(dir: &Path, name: &str) -> Result<Vec<u8>> {
+fn read_member(ar: &Extracted<'_>, name: &str) -> Result<Vec<u8>> {
     let mut v = Vec::new();
-    open_member(dir, name)?
+    open_member(ar, name)?
         .read_to_end(&mut v)
-        .map_err(io_err("reading archive member", dir.join(name)))?;
+        .map_err(io_err("reading archive member", ar.dir.join(name)))?;
     Ok(v)
 }
 
-/// Extracts the archive into `dir`, refusing anything but clean regular files and dirs.
-fn extract(reader: impl Read, dir: &Path) -> Result<()> {
+/// Extracts the archive into `dir`, refusing anything but clean regular files and dirs, and
+/// symlinks and hard links to other members (returned as aliases, not created).
+fn extract(reader: impl Read, dir: &Path) -> Result<HashMap<PathBuf, PathBuf>> {
+    let mut aliases = HashMap::new();
     let plain = skiff_unpack::decompressor(reader, Compression::Detect).map_err(|source| {
         Error::Unpack {
             layer: "image archive".into(),
@@ -140,19 +180,33 @@ fn extract(reader: impl Read, dir: &Path) -> Result<()> {
                     })?;
                 io::copy(&mut entry, &mut f).map_err(io_err("extracting", &dest))?;
             }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let raw = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                let target = if kind == tar::EntryType::Symlink {
+                    link_target(&rel, &raw)
+                } else {
+                    clean_name(&raw)
+                };
+                let Some(target) = target else {
+                    return Err(invalid(format!(
+                        "archive member {name:?} is a link to {raw:?}, outside the archive; refusing the archive"
+                    )));
+                };
+                if aliases.insert(rel, target).is_some() {
+                    return Err(invalid(format!("archive member {name:?} appears twice")));
+                }
+            }
             other => {
                 return Err(invalid(format!(
-                    "archive member {name:?} is a {}; an image archive may hold only regular files and directories",
-                    match other {
-                        tar::EntryType::Symlink => "symlink".to_owned(),
-                        tar::EntryType::Link => "hard link".to_owned(),
-                        o => format!("{o:?} entry"),
-                    }
+                    "archive member {name:?} is a {other:?} entry; an image archive may hold only files, directories and links between them"
                 )))
             }
         }
     }
-    Ok(())
+    Ok(aliases)
 }
 
 /// A layer ready to be stored.
@@ -211,13 +265,13 @@ fn parse_tag(s: &str) -> Result<Reference> {
     })
 }
 
-fn plan_docker(dir: &Path) -> Result<Vec<Planned>> {
-    let entries: Vec<DockerEntry> = serde_json::from_slice(&read_member(dir, "manifest.json")?)
+fn plan_docker(ar: &Extracted<'_>) -> Result<Vec<Planned>> {
+    let entries: Vec<DockerEntry> = serde_json::from_slice(&read_member(ar, "manifest.json")?)
         .map_err(json_err("the archive's manifest.json"))?;
     let mut hashed: HashMap<PathBuf, (Digest, u64)> = HashMap::new();
     let mut out = Vec::new();
     for e in entries {
-        let raw = read_member(dir, &e.config)?;
+        let raw = read_member(ar, &e.config)?;
         let config = sha256(&raw);
         if let Some(named) = named_digest(&e.config) {
             if named != config {
@@ -240,8 +294,8 @@ fn plan_docker(dir: &Path) -> Result<Vec<Planned>> {
         }
         let mut layers = Vec::new();
         for (name, diff_id) in e.layers.iter().zip(mini.rootfs.diff_ids) {
-            let path = member(dir, name)?;
-            open_member(dir, name)?;
+            let path = member(ar, name)?;
+            open_member(ar, name)?;
             let (blob, size) = match hashed.get(&path) {
                 Some(x) => x.clone(),
                 None => {
@@ -282,7 +336,7 @@ fn plan_docker(dir: &Path) -> Result<Vec<Planned>> {
             .map(|t| parse_tag(t))
             .collect::<Result<_>>()?;
         out.push(Planned {
-            config_path: member(dir, &e.config)?,
+            config_path: member(ar, &e.config)?,
             config,
             manifest: None,
             layers,
@@ -293,14 +347,14 @@ fn plan_docker(dir: &Path) -> Result<Vec<Planned>> {
 }
 
 /// Reads and verifies a blob of an OCI layout.
-fn layout_blob(dir: &Path, d: &oci_spec::image::Descriptor) -> Result<(PathBuf, Digest)> {
+fn layout_blob(ar: &Extracted<'_>, d: &oci_spec::image::Descriptor) -> Result<(PathBuf, Digest)> {
     let digest = Digest::parse(&d.digest().to_string()).map_err(|source| Error::InvalidDigest {
         input: d.digest().to_string(),
         source,
     })?;
     let name = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
-    let path = member(dir, &name)?;
-    open_member(dir, &name)?;
+    let path = member(ar, &name)?;
+    open_member(ar, &name)?;
     let (actual, size) = file_digest(&path, digest.algorithm())?;
     if actual != digest {
         return Err(Error::DigestMismatch {
@@ -337,14 +391,14 @@ fn tags_from(annotations: Option<&HashMap<String, String>>) -> Vec<Reference> {
 }
 
 fn plan_oci_manifest(
-    dir: &Path,
+    ar: &Extracted<'_>,
     desc: &oci_spec::image::Descriptor,
     tags: Vec<Reference>,
     out: &mut Vec<Planned>,
 ) -> Result<()> {
     let mt = desc.media_type().to_string();
     if mt == MT_INDEX || mt == DOCKER_MT_LIST {
-        let (path, _) = layout_blob(dir, desc)?;
+        let (path, _) = layout_blob(ar, desc)?;
         let idx = ImageIndex::from_file(&path)
             .map_err(|e| invalid(format!("index {} is not valid: {e}", desc.digest())))?;
         let wanted = |d: &&oci_spec::image::Descriptor| {
@@ -360,12 +414,12 @@ fn plan_oci_manifest(
                 host_arch()
             )));
         };
-        return plan_oci_manifest(dir, first, tags, out);
+        return plan_oci_manifest(ar, first, tags, out);
     }
-    let (mpath, mdigest) = layout_blob(dir, desc)?;
+    let (mpath, mdigest) = layout_blob(ar, desc)?;
     let m = ImageManifest::from_file(&mpath)
         .map_err(|e| invalid(format!("manifest {mdigest} is not valid: {e}")))?;
-    let (config_path, config) = layout_blob(dir, m.config())?;
+    let (config_path, config) = layout_blob(ar, m.config())?;
     let mini: MiniConfig =
         serde_json::from_slice(&fs::read(&config_path).map_err(io_err("reading", &config_path))?)
             .map_err(json_err(format!("the config {config}")))?;
@@ -378,7 +432,7 @@ fn plan_oci_manifest(
     }
     let mut layers = Vec::new();
     for (d, diff_id) in m.layers().iter().zip(mini.rootfs.diff_ids) {
-        let (path, blob) = layout_blob(dir, d)?;
+        let (path, blob) = layout_blob(ar, d)?;
         layers.push(PlannedLayer {
             path,
             blob,
@@ -397,13 +451,13 @@ fn plan_oci_manifest(
     Ok(())
 }
 
-fn plan_oci(dir: &Path) -> Result<Vec<Planned>> {
-    let raw = read_member(dir, "index.json")?;
+fn plan_oci(ar: &Extracted<'_>) -> Result<Vec<Planned>> {
+    let raw = read_member(ar, "index.json")?;
     let idx = ImageIndex::from_reader(&raw[..])
         .map_err(|e| invalid(format!("the archive's index.json is not valid: {e}")))?;
     let mut out = Vec::new();
     for d in idx.manifests() {
-        plan_oci_manifest(dir, d, tags_from(d.annotations().as_ref()), &mut out)?;
+        plan_oci_manifest(ar, d, tags_from(d.annotations().as_ref()), &mut out)?;
     }
     // Several index entries (one per tag) may name the same manifest: merge them.
     let mut merged: Vec<Planned> = Vec::new();
@@ -548,12 +602,15 @@ impl Store {
             .tempdir_in(&tmp_root)
             .map_err(io_err("creating a temp dir in", &tmp_root))?;
         let _active = self.activate(tmp.path().to_owned());
-        extract(reader, tmp.path())?;
-        let dir = tmp.path();
-        let plan = if dir.join("manifest.json").is_file() {
-            plan_docker(dir)?
-        } else if dir.join("index.json").is_file() {
-            plan_oci(dir)?
+        let aliases = extract(reader, tmp.path())?;
+        let ar = Extracted {
+            dir: tmp.path(),
+            aliases,
+        };
+        let plan = if member(&ar, "manifest.json")?.is_file() {
+            plan_docker(&ar)?
+        } else if member(&ar, "index.json")?.is_file() {
+            plan_oci(&ar)?
         } else {
             return Err(invalid(
                 "the archive has neither a manifest.json (Docker archive) nor an index.json (OCI archive)",
@@ -803,7 +860,7 @@ mod tests {
             .unwrap();
         let t = b.into_inner().unwrap();
         let e = extract(&t[..], d.path()).unwrap_err();
-        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(e.to_string().contains("outside the archive"), "{e}");
         let t = tar_of(&[("a", b"x"), ("a", b"y")]);
         let d2 = tempfile::tempdir().unwrap();
         assert!(extract(&t[..], d2.path())

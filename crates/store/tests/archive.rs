@@ -47,7 +47,8 @@ fn save_load_round_trip() {
     let img = put_image(&s1, &test_layers(), true, &["test/img:1", "test/img:2"]);
     let other = put_image(&s1, &test_layers()[..1], false, &["base"]);
     let mut archive = Vec::new();
-    s1.save(&["test/img:1", "base", img.short_id()], &mut archive).unwrap();
+    s1.save(&["test/img:1", "base", img.short_id()], &mut archive)
+        .unwrap();
     let original = vfs_tree(&s1, "test/img:1", "a");
 
     // It is a Docker archive and an OCI layout.
@@ -80,7 +81,9 @@ fn save_load_round_trip() {
     }
 
     // The OCI half alone (index.json with annotations) loads too.
-    let oci = repack(&archive, |n| (n != "manifest.json" && n != "repositories").then(|| n.to_owned()));
+    let oci = repack(&archive, |n| {
+        (n != "manifest.json" && n != "repositories").then(|| n.to_owned())
+    });
     let d3 = tempfile::tempdir().unwrap();
     let s3 = open(d3.path(), Driver::Vfs);
     s3.load(&oci[..]).unwrap();
@@ -90,8 +93,22 @@ fn save_load_round_trip() {
 }
 
 /// Writes a docker-archive as Docker < 25 did: `<id>/layer.tar` dirs, `<config hex>.json`.
+/// With `symlinked`, the layers are `<hex>.tar` files and `<id>/layer.tar` symlinks to them
+/// (as skopeo and Docker write shared layers), and manifest.json names the symlinks.
 fn old_docker_archive(layers: &[Vec<u8>], compress_layers: bool, tag: &str) -> (Vec<u8>, String) {
-    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", sha256_hex(l))).collect();
+    docker_archive(layers, compress_layers, false, tag)
+}
+
+fn docker_archive(
+    layers: &[Vec<u8>],
+    compress_layers: bool,
+    symlinked: bool,
+    tag: &str,
+) -> (Vec<u8>, String) {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["sh"]},
@@ -112,14 +129,43 @@ fn old_docker_archive(layers: &[Vec<u8>], compress_layers: bool, tag: &str) -> (
         b.append_data(&mut h, name, data).unwrap();
     };
     let mut layer_names = Vec::new();
+    let mut links = Vec::new();
     for (i, l) in layers.iter().enumerate() {
         let id = sha256_hex(format!("v1 layer {i}").as_bytes());
         add(&format!("{id}/VERSION"), b"1.0");
-        add(&format!("{id}/json"), format!("{{\"id\":\"{id}\"}}").as_bytes());
+        add(
+            &format!("{id}/json"),
+            format!("{{\"id\":\"{id}\"}}").as_bytes(),
+        );
         let data = if compress_layers { gzip(l) } else { l.clone() };
-        add(&format!("{id}/layer.tar"), &data);
+        if symlinked {
+            let file = format!("{}.tar", sha256_hex(&data));
+            add(&file, &data);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            h.set_uid(0);
+            h.set_gid(0);
+            links.push((format!("{id}/layer.tar"), format!("../{file}"), h));
+        } else {
+            add(&format!("{id}/layer.tar"), &data);
+        }
         layer_names.push(format!("{id}/layer.tar"));
     }
+    drop(add);
+    for (name, target, mut h) in links {
+        b.append_link(&mut h, name, target).unwrap();
+    }
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, name, data).unwrap();
+    };
     add(&format!("{config_hex}.json"), &config);
     let manifest = serde_json::json!([{
         "Config": format!("{config_hex}.json"), "RepoTags": [tag], "Layers": layer_names,
@@ -133,8 +179,8 @@ fn old_docker_archive(layers: &[Vec<u8>], compress_layers: bool, tag: &str) -> (
 fn load_old_style_docker_archives() {
     require_root!();
     let layers = test_layers();
-    for compress in [false, true] {
-        let (archive, config_hex) = old_docker_archive(&layers, compress, "old/style:v1");
+    for (compress, symlinked) in [(false, false), (true, false), (true, true), (false, true)] {
+        let (archive, config_hex) = docker_archive(&layers, compress, symlinked, "old/style:v1");
         let d = tempfile::tempdir().unwrap();
         let s = open(d.path(), Driver::Vfs);
         let loaded = s.load(&gzip(&archive)[..]).unwrap();
@@ -142,10 +188,17 @@ fn load_old_style_docker_archives() {
         assert_eq!(loaded[0].id.hex(), config_hex);
         let img = s.image("old/style:v1").unwrap();
         assert_eq!(img.layers.len(), 3);
-        let expect = if compress { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar" };
+        let expect = if compress {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        } else {
+            "application/vnd.oci.image.layer.v1.tar"
+        };
         assert_eq!(img.layers[0].media_type, expect);
         // The raw config is kept byte for byte (fields oci-spec does not know included).
-        assert_eq!(sha256_hex(&s.raw_config("old/style:v1").unwrap()), config_hex);
+        assert_eq!(
+            sha256_hex(&s.raw_config("old/style:v1").unwrap()),
+            config_hex
+        );
         check_merged(&vfs_tree(&s, "old/style:v1", "x"));
     }
 }
@@ -164,7 +217,10 @@ fn load_fixture_archives_when_present() {
         }
     }
     if root.join("oci/multilayer/index.json").is_file() {
-        inputs.push(("oci/multilayer layout".into(), tar_dir(&root.join("oci/multilayer"))));
+        inputs.push((
+            "oci/multilayer layout".into(),
+            tar_dir(&root.join("oci/multilayer")),
+        ));
     }
     if inputs.is_empty() || !expected.is_file() {
         eprintln!("skipped: no fixture images under {}", root.display());
@@ -179,15 +235,24 @@ fn load_fixture_archives_when_present() {
         let t = tree(&h.path);
         for entry in want["entries"].as_array().unwrap() {
             let path = entry["path"].as_str().unwrap();
-            let got = t.get(path).unwrap_or_else(|| panic!("{name}: {path} missing"));
+            let got = t
+                .get(path)
+                .unwrap_or_else(|| panic!("{name}: {path} missing"));
             let mode = entry["mode"].as_str().unwrap();
             let kind = entry["type"].as_str().unwrap();
-            assert!(got.starts_with(&format!("{kind} {mode} {}:{}", entry["uid"], entry["gid"])), "{name}: {path}: {got} vs {entry}");
+            assert!(
+                got.starts_with(&format!("{kind} {mode} {}:{}", entry["uid"], entry["gid"])),
+                "{name}: {path}: {got} vs {entry}"
+            );
             if let Some(sha) = entry["sha256"].as_str() {
                 assert!(got.contains(sha), "{name}: {path}: content differs");
             }
         }
-        assert_eq!(t.len(), want["entries"].as_array().unwrap().len(), "{name}: entry count");
+        assert_eq!(
+            t.len(),
+            want["entries"].as_array().unwrap().len(),
+            "{name}: entry count"
+        );
         s.remove_rootfs("f").unwrap();
         eprintln!("{name}: ok");
     }
@@ -196,14 +261,23 @@ fn load_fixture_archives_when_present() {
 fn assert_refused(archive: &[u8], what: &str) {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path(), Driver::Vfs);
-    put_image(&s, &[LayerBuilder::new().file("pre", 0o644, b"existing").finish()], true, &["pre"]);
+    put_image(
+        &s,
+        &[LayerBuilder::new().file("pre", 0o644, b"existing").finish()],
+        true,
+        &["pre"],
+    );
     let before = store_listing(&s);
     let err = s.load(archive).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
     eprintln!("{what}: {err}");
     assert_eq!(store_listing(&s), before, "{what}: the store changed");
     assert_eq!(s.images().len(), 1);
-    assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0, "{what}: temp left");
+    assert_eq!(
+        fs::read_dir(d.path().join("tmp")).unwrap().count(),
+        0,
+        "{what}: temp left"
+    );
 }
 
 #[test]
@@ -254,15 +328,34 @@ fn hostile_archives_are_refused_and_change_nothing() {
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_size(0);
     h.set_mode(0o777);
-    b.append_link(&mut h, format!("{config_hex}.json"), "/etc/passwd").unwrap();
+    b.append_link(&mut h, format!("{config_hex}.json"), "/etc/passwd")
+        .unwrap();
     let sym = b.into_inner().unwrap();
     let mut cat = sym[..sym.len() - 1024].to_vec();
-    cat.extend_from_slice(&repack(&good, |n| (n != format!("{config_hex}.json")).then(|| n.to_owned())));
+    cat.extend_from_slice(&repack(&good, |n| {
+        (n != format!("{config_hex}.json")).then(|| n.to_owned())
+    }));
     assert_refused(&cat, "symlinked config blob");
+    // A layer symlink climbing out of the archive.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "abc/layer.tar", "../../../../etc/shadow")
+        .unwrap();
+    let sym = b.into_inner().unwrap();
+    let mut cat = sym[..sym.len() - 1024].to_vec();
+    cat.extend_from_slice(&good);
+    assert_refused(&cat, "layer symlink escaping");
 
     // A config whose digest is not its name.
     let renamed = repack(&good, |n| {
-        Some(if n == format!("{config_hex}.json") { format!("{}.json", "b".repeat(64)) } else { n.to_owned() })
+        Some(if n == format!("{config_hex}.json") {
+            format!("{}.json", "b".repeat(64))
+        } else {
+            n.to_owned()
+        })
     });
     let renamed = {
         let mut ar = tar::Archive::new(&renamed[..]);
@@ -273,7 +366,10 @@ fn hostile_archives_are_refused_and_change_nothing() {
             let mut data = Vec::new();
             e.read_to_end(&mut data).unwrap();
             if name == "manifest.json" {
-                data = String::from_utf8(data).unwrap().replace(&config_hex, &"b".repeat(64)).into_bytes();
+                data = String::from_utf8(data)
+                    .unwrap()
+                    .replace(&config_hex, &"b".repeat(64))
+                    .into_bytes();
             }
             let mut h = e.header().clone();
             h.set_size(data.len() as u64);
