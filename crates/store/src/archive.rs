@@ -348,7 +348,7 @@ fn plan_docker(ar: &Extracted<'_>) -> Result<Vec<Planned>> {
 
 /// Reads and verifies a blob of an OCI layout.
 fn layout_blob(ar: &Extracted<'_>, d: &oci_spec::image::Descriptor) -> Result<(PathBuf, Digest)> {
-    let digest = Digest::parse(&d.digest().to_string()).map_err(|source| Error::InvalidDigest {
+    let digest = Digest::parse(d.digest().as_ref()).map_err(|source| Error::InvalidDigest {
         input: d.digest().to_string(),
         source,
     })?;
@@ -401,10 +401,9 @@ fn plan_oci_manifest(
         let (path, _) = layout_blob(ar, desc)?;
         let idx = ImageIndex::from_file(&path)
             .map_err(|e| invalid(format!("index {} is not valid: {e}", desc.digest())))?;
-        let wanted = |d: &&oci_spec::image::Descriptor| {
-            d.platform().as_ref().is_none_or(|p| {
-                p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
-            })
+        let wanted = |d: &&oci_spec::image::Descriptor| match d.platform() {
+            None => true,
+            Some(p) => p.os().to_string() == "linux" && p.architecture().to_string() == host_arch(),
         };
         let pick: Vec<_> = idx.manifests().iter().filter(wanted).collect();
         let Some(first) = pick.first() else {

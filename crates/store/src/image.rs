@@ -225,12 +225,11 @@ impl Store {
                 "manifest {manifest} is not a valid image manifest: {e}"
             ))
         })?;
-        let config_digest = Digest::parse(&m.config().digest().to_string()).map_err(|source| {
-            Error::InvalidDigest {
+        let config_digest =
+            Digest::parse(m.config().digest().as_ref()).map_err(|source| Error::InvalidDigest {
                 input: m.config().digest().to_string(),
                 source,
-            }
-        })?;
+            })?;
         let raw_config = self.read_blob(&config_digest)?;
         let config: MiniConfig = serde_json::from_slice(&raw_config)
             .map_err(json_err(format!("the config {config_digest}")))?;
@@ -245,7 +244,7 @@ impl Store {
         let mut layers = Vec::new();
         for (i, d) in m.layers().iter().enumerate() {
             let blob =
-                Digest::parse(&d.digest().to_string()).map_err(|source| Error::InvalidDigest {
+                Digest::parse(d.digest().as_ref()).map_err(|source| Error::InvalidDigest {
                     input: d.digest().to_string(),
                     source,
                 })?;
@@ -793,7 +792,9 @@ mod tests {
         let (_d, s) = store();
         let m = fake_image(&s, "a");
         let dig = r(&format!("busybox@{m}"));
-        let img = s.put_image(&m, &[r("busybox:1")], &[dig.clone()]).unwrap();
+        let img = s
+            .put_image(&m, &[r("busybox:1")], std::slice::from_ref(&dig))
+            .unwrap();
         assert_eq!(s.image(&format!("busybox@{m}")).unwrap().id, img.id);
         // Removing the last tag of the repository also drops its digest refs and the image.
         let out = s.remove_image("busybox:1", false).unwrap();

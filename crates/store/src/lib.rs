@@ -130,6 +130,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// The blobs and snapshots (chain IDs) one lease protects.
+type LeaseSets = (HashSet<Digest>, HashSet<Digest>);
+
 /// Metadata guarded by one mutex: images and container rootfs records.
 pub(crate) struct Meta {
     pub(crate) state: State,
@@ -143,7 +146,7 @@ pub(crate) struct Inner {
     /// Temp files and dirs being written right now (gc leaves them alone).
     active: Mutex<HashSet<PathBuf>>,
     /// Content protected by live [`Lease`]s: lease id -> (blobs, snapshots).
-    leases: Mutex<HashMap<u64, (HashSet<Digest>, HashSet<Digest>)>>,
+    leases: Mutex<HashMap<u64, LeaseSets>>,
     next_lease: AtomicU64,
     _lock: File,
 }

@@ -287,8 +287,9 @@ fn append_one<W: Write>(
     } else {
         if ft.is_char_device() || ft.is_block_device() {
             let dev = m.rdev();
-            h.set_device_major(nix::sys::stat::major(dev) as u32)?;
-            h.set_device_minor(nix::sys::stat::minor(dev) as u32)?;
+            let num = |n: u64| u32::try_from(n).map_err(io::Error::other);
+            h.set_device_major(num(nix::sys::stat::major(dev))?)?;
+            h.set_device_minor(num(nix::sys::stat::minor(dev))?)?;
         }
         h.set_size(0);
         b.append_data(h, name, io::empty())

@@ -153,7 +153,6 @@ fn docker_archive(
         }
         layer_names.push(format!("{id}/layer.tar"));
     }
-    drop(add);
     for (name, target, mut h) in links {
         b.append_link(&mut h, name, target).unwrap();
     }

@@ -91,12 +91,12 @@ fn crash_child() {
         let m = &manifests[((i >> 40) % manifests.len() as u64) as usize];
         let _ = match (i >> 20) % 6 {
             0 | 1 => s
-                .put_image(m, &[tag.clone()], &[r(&format!("app@{m}"))])
+                .put_image(m, std::slice::from_ref(&tag), &[r(&format!("app@{m}"))])
                 .map(|_| ()),
             2 => s.tag(&format!("app:{}", (i >> 45) % 7), &tag),
             3 => s.untag(&tag).map(|_| ()),
             4 => s
-                .remove_image(&tag.to_string(), (i >> 50) % 2 == 0)
+                .remove_image(&tag.to_string(), (i >> 50) & 1 == 0)
                 .map(|_| ()),
             _ => s.gc().map(|_| ()),
         };
