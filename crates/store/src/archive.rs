@@ -586,7 +586,7 @@ impl Store {
                 added.snapshots.push(s.chain_id);
             }
         }
-        Ok((self.record_from_manifest(&manifest)?, p.tags.clone()))
+        Ok((self.record_from_manifest(&manifest, lease)?, p.tags.clone()))
     }
 
     /// Loads a Docker archive (`docker save` output, old or new style, plain or gzip'd, with

@@ -56,7 +56,32 @@ impl Write for BlobWriter {
     }
 }
 
+/// A reader that copies everything it reads into a [`BlobWriter`]: feed it to
+/// [`Store::unpack_layer`] to store a downloaded layer blob and unpack it in one pass.
+pub struct Tee<'a, R> {
+    reader: R,
+    writer: &'a mut BlobWriter,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.writer.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 impl BlobWriter {
+    /// Wraps `reader` so that what is read from it is also written to this blob. Drain the
+    /// tee to its end before [`BlobWriter::commit`] (the unpacker may stop at the tar's end,
+    /// or not read at all when the snapshot exists).
+    pub fn tee<R: Read>(&mut self, reader: R) -> Tee<'_, R> {
+        Tee {
+            reader,
+            writer: self,
+        }
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written

@@ -218,7 +218,13 @@ impl Store {
 
     /// Reads a manifest from the content store and builds the image record it describes;
     /// unpacks layers that have no snapshot yet from their blobs.
-    pub(crate) fn record_from_manifest(&self, manifest: &Digest) -> Result<Image> {
+    /// `lease` keeps gc away from the content until the caller has written the record.
+    pub(crate) fn record_from_manifest(
+        &self,
+        manifest: &Digest,
+        lease: &crate::Lease,
+    ) -> Result<Image> {
+        lease.protect_blob(manifest);
         let raw = self.read_blob(manifest)?;
         let m = ImageManifest::from_reader(&raw[..]).map_err(|e| {
             Error::Invalid(format!(
@@ -230,6 +236,7 @@ impl Store {
                 input: m.config().digest().to_string(),
                 source,
             })?;
+        lease.protect_blob(&config_digest);
         let raw_config = self.read_blob(&config_digest)?;
         let config: MiniConfig = serde_json::from_slice(&raw_config)
             .map_err(json_err(format!("the config {config_digest}")))?;
@@ -241,6 +248,9 @@ impl Store {
             )));
         }
         let chains = chain_ids(&config.rootfs.diff_ids);
+        for c in &chains {
+            lease.protect_snapshot(c);
+        }
         let mut layers = Vec::new();
         for (i, d) in m.layers().iter().enumerate() {
             let blob =
@@ -248,6 +258,7 @@ impl Store {
                     input: d.digest().to_string(),
                     source,
                 })?;
+            lease.protect_blob(&blob);
             let media_type = d.media_type().to_string();
             let diff_id = config.rootfs.diff_ids[i].clone();
             let snap = if self.has_snapshot(&chains[i]) {
@@ -291,7 +302,8 @@ impl Store {
         tags: &[Reference],
         repo_digests: &[Reference],
     ) -> Result<Image> {
-        let record = self.record_from_manifest(manifest)?;
+        let lease = self.lease();
+        let record = self.record_from_manifest(manifest, &lease)?;
         let mut out = self.commit_images(vec![(record, tags.to_vec(), repo_digests.to_vec())])?;
         Ok(out.remove(0))
     }

@@ -42,6 +42,46 @@
 //! `Clone + Send + Sync` (an `Arc` inside): blob writes and layer unpacks run in parallel;
 //! metadata changes are serialised by a mutex.
 //!
+//! # Pulling (what the orchestrator does)
+//!
+//! ```no_run
+//! use std::io::{self, Read};
+//!
+//! use skiff_store::{Compression, Digest, Reference, Store};
+//!
+//! /// Stores and unpacks one downloaded layer in a single pass; layers can run in parallel
+//! /// threads (parents need not be unpacked first).
+//! fn pull_layer(
+//!     store: &Store,
+//!     lease: &skiff_store::Lease,
+//!     parent_chain: Option<&Digest>,
+//!     blob: &Digest,
+//!     diff_id: &Digest,
+//!     download: impl Read,
+//! ) -> skiff_store::Result<()> {
+//!     let chain = skiff_store::chain_id(parent_chain, diff_id);
+//!     lease.protect_blob(blob);
+//!     lease.protect_snapshot(&chain);
+//!     let mut writer = store.blob_writer(Some(blob))?;
+//!     let mut tee = writer.tee(download);
+//!     store.unpack_layer(parent_chain, diff_id, &mut tee, Compression::Gzip)?;
+//!     io::copy(&mut tee, &mut io::sink()).map_err(|e| skiff_store::Error::Io {
+//!         op: "downloading",
+//!         path: blob.to_string().into(),
+//!         source: e,
+//!     })?;
+//!     writer.commit()?;
+//!     Ok(())
+//! }
+//!
+//! fn finish(store: &Store, manifest: &Digest, tag: &Reference) -> skiff_store::Result<()> {
+//!     // The manifest and config blobs were stored with `put_blob`, under the same lease.
+//!     let repo_digest: Reference = format!("{}@{manifest}", tag.name()).parse().unwrap();
+//!     store.put_image(manifest, &[tag.clone()], &[repo_digest])?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Snapshots and mounts
 //!
 //! Each layer is unpacked once (by `skiff-unpack`, whiteouts in overlayfs form) into
@@ -73,7 +113,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use blob::{BlobWriter, Progress};
+pub use blob::{BlobWriter, Progress, Tee};
 pub use error::{Error, ErrorKind, Result};
 pub use gc::{GcReport, PruneReport};
 pub use image::{HistoryEntry, Image, ImageDetails, Layer, Removed};

@@ -379,3 +379,69 @@ fn gc_removes_exactly_the_unreferenced_content() {
     );
     assert_eq!(fs::read_dir(dir.path().join("l")).unwrap().count(), 0);
 }
+
+/// What a pull does: each layer's download is tee'd into the content store and the
+/// unpacker at once, layers in parallel, then the image is recorded.
+#[test]
+fn pull_like_parallel_tee_into_blobs_and_snapshots() {
+    require_root!();
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Driver::Overlay);
+    let layers = test_layers();
+    let blobs: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
+    let diff_ids: Vec<_> = layers.iter().map(|l| digest(l)).collect();
+    let chains = skiff_store::chain_ids(&diff_ids);
+    for round in 0..2 {
+        // Round 1: the snapshots exist; the tee must still store the whole blob.
+        if round == 1 {
+            for b in &blobs {
+                std::fs::remove_file(store.blob_path(&digest(b))).unwrap();
+            }
+        }
+        let lease = store.lease();
+        std::thread::scope(|s| {
+            for i in 0..layers.len() {
+                let (store, lease, blobs, diff_ids, chains) =
+                    (&store, &lease, &blobs, &diff_ids, &chains);
+                s.spawn(move || {
+                    let blob = digest(&blobs[i]);
+                    lease.protect_blob(&blob);
+                    lease.protect_snapshot(&chains[i]);
+                    let mut w = store.blob_writer(Some(&blob)).unwrap();
+                    // A "network" that hands out small chunks.
+                    let net = blobs[i]
+                        .chunks(1000)
+                        .map(|c| c.to_vec())
+                        .collect::<Vec<_>>()
+                        .concat();
+                    let mut tee = w.tee(&net[..]);
+                    let snap = store
+                        .unpack_layer(
+                            i.checked_sub(1).map(|p| &chains[p]),
+                            &diff_ids[i],
+                            &mut tee,
+                            skiff_store::Compression::Gzip,
+                        )
+                        .unwrap();
+                    assert_eq!(snap.created, round == 0);
+                    std::io::copy(&mut tee, &mut std::io::sink()).unwrap();
+                    assert_eq!(w.commit().unwrap(), blob);
+                });
+            }
+        });
+        assert!(store.gc().unwrap().blobs.is_empty());
+        drop(lease);
+    }
+    let mut buf = Vec::new();
+    store
+        .open_blob(&digest(&blobs[0]))
+        .unwrap()
+        .read_to_end(&mut buf)
+        .unwrap();
+    assert_eq!(buf, blobs[0]);
+    // Nothing references them yet: without the lease, gc takes them.
+    let r = store.gc().unwrap();
+    assert_eq!(r.blobs.len(), 3);
+    assert_eq!(r.snapshots.len(), 3);
+}
