@@ -12,7 +12,7 @@ use skiff_unpack::Compression;
 use crate::error::{Error, Result};
 use crate::fsutil::{read_json, write_atomic};
 use crate::snapshot::chain_ids;
-use crate::{not_found_ok, Meta, Store};
+use crate::{Meta, Store};
 
 const STATE_FILE: &str = "images.json";
 const STATE_VERSION: u32 = 1;
@@ -562,10 +562,7 @@ impl Store {
         })?;
         let mut size = 0;
         for l in &image.layers {
-            size += not_found_ok(Ok(self.snapshot(&l.chain_id)?.size))
-                .ok()
-                .flatten()
-                .unwrap_or(0);
+            size += self.snapshot(&l.chain_id)?.size;
         }
         Ok(ImageDetails {
             image,
@@ -674,10 +671,21 @@ mod tests {
             .unwrap()
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
+    /// A store that works without root (no chown, no xattrs).
+    pub(crate) fn store() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
-        let s = Store::open(d.path(), StoreOptions::default()).unwrap();
+        let s = Store::open(d.path(), opts()).unwrap();
         (d, s)
+    }
+
+    fn opts() -> StoreOptions {
+        StoreOptions {
+            driver: crate::Driver::Vfs,
+            unpack: skiff_unpack::Options {
+                preserve_ownership: false,
+                preserve_xattrs: false,
+            },
+        }
     }
 
     #[test]
@@ -707,7 +715,7 @@ mod tests {
         assert!(s.has_snapshot(&img.layers[0].chain_id));
         // Reopen: same state.
         drop(s);
-        let s = Store::open(_d.path(), StoreOptions::default()).unwrap();
+        let s = Store::open(_d.path(), opts()).unwrap();
         assert_eq!(s.image("busybox").unwrap(), img);
     }
 

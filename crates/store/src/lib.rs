@@ -108,7 +108,6 @@ mod vfs;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -390,11 +389,32 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Maps `io::ErrorKind::NotFound` to `Ok(None)`.
-pub(crate) fn not_found_ok<T>(r: io::Result<T>) -> io::Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_owned_by_one_opener() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path(), StoreOptions::default()).unwrap();
+        let err = Store::open(d.path(), StoreOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::Locked(_)), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        drop(s);
+        Store::open(d.path(), StoreOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn open_removes_leftover_temp_files() {
+        let d = tempfile::tempdir().unwrap();
+        drop(Store::open(d.path(), StoreOptions::default()).unwrap());
+        fs::write(d.path().join("content/tmp/blob-x"), b"x").unwrap();
+        fs::create_dir_all(d.path().join("snapshots/tmp/unpack-x/diff")).unwrap();
+        fs::create_dir_all(d.path().join("containers/.tmp-x/upper")).unwrap();
+        let _s = Store::open(d.path(), StoreOptions::default()).unwrap();
+        for p in ["content/tmp", "snapshots/tmp"] {
+            assert_eq!(fs::read_dir(d.path().join(p)).unwrap().count(), 0, "{p}");
+        }
+        assert!(!d.path().join("containers/.tmp-x").exists());
     }
 }
