@@ -337,7 +337,9 @@ impl Store {
                     .images
                     .entry(id.clone())
                     .or_insert_with(|| record.clone());
+                // The newest manifest wins, with its layer blobs (the old ones go at gc).
                 entry.manifest = record.manifest.clone();
+                entry.layers = record.layers.clone();
                 for t in tags {
                     entry.repo_tags.push(t);
                 }

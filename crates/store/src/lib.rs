@@ -187,6 +187,8 @@ pub(crate) struct Inner {
     /// Content protected by live [`Lease`]s: lease id -> (blobs, snapshots).
     leases: Mutex<HashMap<u64, LeaseSets>>,
     next_lease: AtomicU64,
+    /// Serialises mounts and unmounts (two threads must not stack two overlays).
+    pub(crate) mounting: Mutex<()>,
     _lock: File,
 }
 
@@ -246,6 +248,7 @@ impl Store {
                 active: Mutex::new(HashSet::new()),
                 leases: Mutex::new(HashMap::new()),
                 next_lease: AtomicU64::new(1),
+                mounting: Mutex::new(()),
                 _lock: lock,
             }),
         };

@@ -248,6 +248,7 @@ impl Store {
             .cloned()
             .ok_or_else(|| Error::RootfsNotFound(container_id.to_owned()))?;
         let h = self.handle(&record);
+        let _serial = crate::lock(&self.inner.mounting);
         if record.driver == Driver::Vfs || is_mounted(&h.path) {
             return Ok(h.path);
         }
@@ -289,6 +290,7 @@ impl Store {
         if h.driver == Driver::Vfs {
             return Ok(());
         }
+        let _serial = crate::lock(&self.inner.mounting);
         while is_mounted(&h.path) {
             match rustix::mount::unmount(&h.path, UnmountFlags::empty()) {
                 Ok(()) => {}

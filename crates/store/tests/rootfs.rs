@@ -43,6 +43,18 @@ fn overlay_containers_share_snapshots_and_stay_isolated() {
         store: &store,
         id: "c2".into(),
     };
+    // Concurrent mounts of one rootfs give one overlay.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| store.mount_rootfs("c1").unwrap());
+        }
+    });
+    assert_eq!(
+        mounts_under(dir.path()).len(),
+        1,
+        "{:?}",
+        mounts_under(dir.path())
+    );
     let m1 = store.mount_rootfs("c1").unwrap();
     let m2 = store.mount_rootfs("c2").unwrap();
     assert_eq!(m1, h1.path);
@@ -444,4 +456,31 @@ fn pull_like_parallel_tee_into_blobs_and_snapshots() {
     let r = store.gc().unwrap();
     assert_eq!(r.blobs.len(), 3);
     assert_eq!(r.snapshots.len(), 3);
+}
+
+/// The same image (same config) stored again from another manifest (other compression):
+/// the record follows the newest manifest and gc drops the old manifest's blobs.
+#[test]
+fn same_image_from_another_manifest() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Driver::Vfs);
+    let layers = vec![LayerBuilder::new().file("f", 0o644, b"content").finish()];
+    let plain = put_image(&store, &layers, false, &["a:1"]);
+    let gz = put_image(&store, &layers, true, &["a:2"]);
+    assert_eq!(plain.id, gz.id);
+    let img = store.image("a:1").unwrap();
+    assert_eq!(img.repo_tags.len(), 2);
+    assert_eq!(img.manifest, gz.manifest);
+    assert_eq!(
+        img.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let r = store.gc().unwrap();
+    let mut expect = vec![plain.manifest.clone(), plain.layers[0].blob.clone()];
+    expect.sort();
+    assert_eq!(r.blobs, expect);
+    assert!(r.snapshots.is_empty());
+    let mut out = Vec::new();
+    store.save(&["a:1"], &mut out).unwrap();
 }
