@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! lock                              flock(2)ed exclusively while a Store is open
+//!                                   (content, snapshots, l, containers, tmp are mode 0700)
 //! images.json                       all image metadata (see "Crash safety")
 //! content/blobs/<alg>/<hex>         content-addressed blobs: manifests, configs, layers
 //! content/tmp/                      blobs being written (temp files, renamed into place)
@@ -225,6 +226,12 @@ impl Store {
         for d in DIRS {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err("creating directory", &p))?;
+        }
+        // Image contents (think /etc/shadow) are for root only, as under /var/lib/docker.
+        for d in ["content", "snapshots", "l", "containers", "tmp"] {
+            let p = root.join(d);
+            fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io_err("chmod", &p))?;
         }
         let lock_path = root.join("lock");
         let lock = File::options()
