@@ -165,7 +165,10 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
-fn decompressor<'a, R: Read + 'a>(
+/// Wraps `reader` in the decompressor for `compression` (with [`Compression::Detect`], sniffed
+/// from the first bytes): the plain tar stream of a layer, for callers that need it without
+/// unpacking (hashing, re-compressing, `docker save`).
+pub fn decompressor<'a, R: Read + 'a>(
     reader: R,
     compression: Compression,
 ) -> Result<Box<dyn Read + 'a>, Error> {
