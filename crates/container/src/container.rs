@@ -273,7 +273,9 @@ impl Runtime {
                 "process.terminal is true but no --console-socket was given".into(),
             ));
         }
+        let idmapped = crate::idmap::prepare(spec, &bundle.dir)?;
         let args = InitArgs {
+            idmapped,
             id: &o.id,
             spec,
             bundle: &bundle.dir,

@@ -26,6 +26,8 @@ pub struct InitArgs<'a> {
     /// access to the state directory).
     pub fifo: std::fs::File,
     pub console: Option<OwnedFd>,
+    /// Detached idmapped mounts, by spec mount index (see `idmap`).
+    pub idmapped: Vec<Option<OwnedFd>>,
     pub new_userns: bool,
     pub new_cgroupns: bool,
     pub new_timens: bool,
@@ -193,6 +195,7 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
         bundle: a.bundle,
         new_userns: a.new_userns,
         new_cgroupns: a.new_cgroupns,
+        idmapped: &a.idmapped,
     };
     let mut placed = || -> Result<Vec<(String, PathBuf)>> {
         if go.is_none() {

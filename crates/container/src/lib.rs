@@ -9,6 +9,7 @@ pub mod error;
 pub mod exe;
 pub mod foreground;
 mod hooks;
+mod idmap;
 mod init;
 pub mod mounts;
 mod process;
@@ -20,6 +21,7 @@ mod sync;
 
 pub use container::{CreateOptions, ExecOptions, Runtime};
 pub use error::{chain, Error, Result};
+pub use process::lsm_enabled;
 pub use state::{State, Status};
 
 /// The capability names this runtime knows, in kernel order.

@@ -28,12 +28,24 @@ pub fn rlimits(p: &Process) -> Result<()> {
     Ok(())
 }
 
+/// Whether the Linux security module `name` ("apparmor", "selinux") is active on this host.
+pub fn lsm_enabled(name: &str) -> bool {
+    if let Ok(list) = std::fs::read_to_string("/sys/kernel/security/lsm") {
+        return list.split(',').any(|l| l.trim() == name);
+    }
+    // securityfs is not mounted: ask the modules themselves.
+    match name {
+        "apparmor" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y"),
+        "selinux" => std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok(),
+        _ => false,
+    }
+}
+
 /// Applies an AppArmor profile or SELinux label for the next execve, or explains why not.
 pub fn lsm(p: &Process) -> Result<()> {
     if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
-        let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-            .is_ok_and(|s| s.trim() == "Y");
-        if !enabled {
+        if !lsm_enabled("apparmor") {
             return Err(Error::Spec(format!(
                 "process.apparmorProfile {profile:?} is set but AppArmor is not enabled on this host"
             )));
@@ -47,9 +59,7 @@ pub fn lsm(p: &Process) -> Result<()> {
         })?;
     }
     if let Some(label) = p.selinux_label().as_deref().filter(|s| !s.is_empty()) {
-        let enabled =
-            std::fs::read_to_string("/proc/filesystems").is_ok_and(|s| s.contains("selinuxfs"));
-        if !enabled {
+        if !lsm_enabled("selinux") {
             return Err(Error::Spec(format!(
                 "process.selinuxLabel {label:?} is set but SELinux is not enabled on this host"
             )));

@@ -18,6 +18,8 @@ pub struct RootfsContext<'a> {
     pub bundle: &'a Path,
     pub new_userns: bool,
     pub new_cgroupns: bool,
+    /// Detached idmapped mounts by spec mount index, moved into place instead of binding.
+    pub idmapped: &'a [Option<OwnedFd>],
 }
 
 const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
@@ -78,7 +80,12 @@ pub fn prepare(
             cgroups = placed()?;
             waited = true;
         }
-        mount_one(ctx, root.as_fd(), m, &cgroups).map_err(|e| match e {
+        let idmapped = ctx
+            .idmapped
+            .get(i)
+            .and_then(|f| f.as_ref())
+            .map(|f| f.as_fd());
+        mount_one(ctx, root.as_fd(), m, &cgroups, idmapped).map_err(|e| match e {
             Error::Other(msg) => {
                 Error::Other(format!("mounts[{i}] {}: {msg}", m.destination().display()))
             }
@@ -115,6 +122,7 @@ fn mount_one(
     root: BorrowedFd<'_>,
     m: &Mount,
     cgroups: &[(String, PathBuf)],
+    idmapped: Option<BorrowedFd<'_>>,
 ) -> Result<()> {
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
@@ -133,18 +141,36 @@ fn mount_one(
             if meta.is_dir() { Kind::Dir } else { Kind::File },
             false,
         )?;
-        let mut flags = MsFlags::MS_BIND;
-        if opts.flags.contains(MsFlags::MS_REC) {
-            flags |= MsFlags::MS_REC;
+        if let Some(tree) = idmapped {
+            // Onto the verified target fd itself (move_mount does not follow the magic link).
+            rustix::mount::move_mount(
+                tree,
+                "",
+                target.as_fd(),
+                "",
+                rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                    | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+            )
+            .map_err(|e| {
+                Error::Other(format!(
+                    "cannot move the idmapped mount of {} into place: {e}",
+                    src.display()
+                ))
+            })?;
+        } else {
+            let mut flags = MsFlags::MS_BIND;
+            if opts.flags.contains(MsFlags::MS_REC) {
+                flags |= MsFlags::MS_REC;
+            }
+            mount(
+                Some(&src),
+                fd_path(target.as_fd()).as_str(),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .ctx(|| format!("cannot bind {}", src.display()))?;
         }
-        mount(
-            Some(&src),
-            fd_path(target.as_fd()).as_str(),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .ctx(|| format!("cannot bind {}", src.display()))?;
         let remount = opts.remount_flags();
         if !remount.is_empty() || !opts.propagation.is_empty() {
             // Re-resolve: the fd still points below the new mount.

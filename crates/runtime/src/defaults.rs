@@ -66,11 +66,6 @@ pub fn spec(rootless: bool, uid: u32, gid: u32) -> Value {
     v
 }
 
-fn lsm_enabled(name: &str) -> bool {
-    std::fs::read_to_string("/sys/kernel/security/lsm")
-        .is_ok_and(|s| s.split(',').any(|l| l.trim() == name))
-}
-
 /// runtime-spec features.md, listing only what this build really does.
 pub fn features() -> Value {
     let caps: Vec<&str> = skiff_container::known_capabilities().to_vec();
@@ -79,9 +74,9 @@ pub fn features() -> Value {
         "ociVersionMax": "1.2.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud",
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "lazytime", "loud",
             "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid",
-            "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw",
+            "private", "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw",
             "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable"
         ],
         "linux": {
@@ -89,10 +84,10 @@ pub fn features() -> Value {
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": skiff_seccomp_features(),
-            "apparmor": {"enabled": lsm_enabled("apparmor")},
-            "selinux": {"enabled": lsm_enabled("selinux")},
+            "apparmor": {"enabled": skiff_container::lsm_enabled("apparmor")},
+            "selinux": {"enabled": skiff_container::lsm_enabled("selinux")},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "io.github.skiff.runtime.version": env!("CARGO_PKG_VERSION"),

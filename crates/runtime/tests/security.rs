@@ -446,6 +446,10 @@ fn lsm_requests_without_the_lsm_are_clear_errors() {
     let selinux =
         std::fs::read_to_string("/proc/filesystems").is_ok_and(|s| s.contains("selinuxfs"));
     let features: Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
+    assert_eq!(
+        features["linux"]["mountExtensions"]["idmap"]["enabled"],
+        true
+    );
     assert_eq!(features["linux"]["apparmor"]["enabled"], apparmor);
     assert_eq!(features["linux"]["selinux"]["enabled"], selinux);
     for (key, value, enabled, word) in [
@@ -474,4 +478,75 @@ fn lsm_requests_without_the_lsm_are_clear_errors() {
         assert!(err.contains(word) && err.contains("not enabled"), "{err}");
         assert!(!rt.root.path().join(&cid).exists());
     }
+}
+
+#[test]
+fn idmapped_bind_mounts_map_file_owners() {
+    let rt = Rt::new();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("root-owned"), "r").unwrap();
+    std::fs::write(src.path().join("user-owned"), "u").unwrap();
+    nix::unistd::chown(
+        &src.path().join("user-owned"),
+        Some(nix::unistd::Uid::from_raw(1000)),
+        Some(nix::unistd::Gid::from_raw(1000)),
+    )
+    .unwrap();
+    let stat = "stat -c '%n %u:%g' /data/root-owned /data/user-owned; touch /data/new && stat -c '%n %u:%g' /data/new";
+    // Mappings on the mount, no user namespace in the container: on-disk 0 shows as 1000,
+    // on-disk 1000 is unmapped (the overflow id), and a file created through the mount by
+    // uid 1000 lands on disk as 0.
+    let mut b = Bundle::new();
+    let map = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    b.push(
+        "/mounts",
+        json!({"destination": "/data", "type": "bind", "source": src.path(), "options": ["rbind"],
+               "uidMappings": map, "gidMappings": map}),
+    );
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.args(&["sh", "-c", stat]);
+    let (code, out, err) = rt.run_bundle(&b, &id("idmap"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("/data/root-owned 1000:1000"), "{out}");
+    assert!(out.contains("/data/user-owned 65534:65534"), "{out}");
+    assert!(out.contains("/data/new 1000:1000"), "{out}");
+    let new = std::fs::metadata(src.path().join("new")).unwrap();
+    assert_eq!(
+        (new.uid(), new.gid()),
+        (0, 0),
+        "written through the idmap as on-disk root"
+    );
+    std::fs::remove_file(src.path().join("new")).unwrap();
+
+    // `idmap` without mappings of its own borrows the container's user namespace mappings
+    // (0 -> 100000): host root's files show as the container's root.
+    let mut b = Bundle::new();
+    b.userns();
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    std::fs::create_dir(b.rootfs().join("data")).unwrap();
+    b.push(
+        "/mounts",
+        json!({"destination": "/data", "type": "bind", "source": src.path(), "options": ["rbind", "idmap"]}),
+    );
+    b.args(&["sh", "-c", stat]);
+    let (code, out, err) = rt.run_bundle(&b, &id("idmap-userns"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("/data/root-owned 0:0"), "{out}");
+    assert!(out.contains("/data/new 0:0"), "{out}");
+    let new = std::fs::metadata(src.path().join("new")).unwrap();
+    assert_eq!((new.uid(), new.gid()), (0, 0));
+
+    // Not a bind mount: a clear error, nothing left.
+    let mut b = Bundle::new();
+    b.push(
+        "/mounts",
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"],
+               "uidMappings": map, "gidMappings": map}),
+    );
+    let cid = id("idmap-tmpfs");
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &cid]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("only possible for bind mounts"), "{err}");
+    assert!(!rt.root.path().join(&cid).exists());
 }

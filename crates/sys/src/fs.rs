@@ -74,6 +74,7 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 #[repr(C)]
 struct MountAttr {
@@ -86,11 +87,32 @@ struct MountAttr {
 /// `mount_setattr(2)` on the mount `fd` refers to, and with `recursive` on every mount below
 /// it: one call instead of a remount per mount.
 pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) -> nix::Result<()> {
+    setattr(fd, recursive, set, clear, 0)
+}
+
+/// Makes the detached mount `fd` (from `open_tree(OPEN_TREE_CLONE)`) an idmapped mount with
+/// the id mappings of the user namespace `userns`; with `recursive`, every mount below too.
+pub fn mount_setattr_idmap(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    userns: BorrowedFd<'_>,
+) -> nix::Result<()> {
+    let ns = u64::try_from(userns.as_raw_fd()).map_err(|_| Errno::EBADF)?;
+    setattr(fd, recursive, MOUNT_ATTR_IDMAP, 0, ns)
+}
+
+fn setattr(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    userns_fd: u64,
+) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clear,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd,
     };
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
