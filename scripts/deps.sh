@@ -8,6 +8,8 @@ if [ "${1:-demo}" = test ]; then
 	want+=(containerd docker.io runc qemu-system-x86 cpio xz-utils e2fsprogs)
 	# A real registry for skiff-registry's integration tests (basic and token auth).
 	want+=(docker-registry apache2-utils openssl python3)
+	# newuidmap/newgidmap for rootless multi-range id maps.
+	want+=(uidmap)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+use oci_spec::runtime::LinuxIdMapping;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 use skiff_cgroups::{Cgroup, CgroupRoot};
 use skiff_sys::process::{clone_fork, Forked};
@@ -113,6 +114,12 @@ impl Runtime {
     }
 
     fn cgroup_of(&self, rec: &Record) -> Result<Cgroup> {
+        if rec.no_cgroup {
+            return Err(Error::Other(format!(
+                "container {} is rootless and has no cgroup (the user may not create one)",
+                rec.id
+            )));
+        }
         if let Some(cg) = &rec.cgroup {
             return Ok(cg.clone());
         }
@@ -297,6 +304,7 @@ impl Runtime {
                 CloneFlags::empty()
             },
             slow_path,
+            dumpable_until_go: new_userns && !slow_path && !nix::unistd::geteuid().is_root(),
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
             preserve_fds: o.preserve_fds,
@@ -351,10 +359,28 @@ impl Runtime {
         // cgroup namespace and cgroup mounts.
         let croot = CgroupRoot::detect()?;
         cg = Cgroup::new(&croot, cgroups_path.as_deref(), &o.id)?;
-        guard.cgroup = Some(&cg);
-        cg.create()?;
-        cg.apply(&with_device_rules(linux))?;
-        cg.add_process(child.as_raw())?;
+        let rootless = !nix::unistd::geteuid().is_root();
+        let no_cgroup = match cg.create() {
+            Err(e) if rootless && denied(&e) => {
+                if asks_for_limits(linux) {
+                    return Err(Error::Other(format!(
+                        "rootless: {}; resource limits need a cgroup this user may write (a delegated cgroup v2 subtree named by linux.cgroupsPath)",
+                        chain(&e)
+                    )));
+                }
+                tracing::warn!("rootless: running without a cgroup ({})", chain(&e));
+                true
+            }
+            r => {
+                guard.cgroup = Some(&cg);
+                r?;
+                false
+            }
+        };
+        if !no_cgroup {
+            cg.apply(&with_device_rules(linux))?;
+            cg.add_process(child.as_raw())?;
+        }
         let annotations = spec.annotations().clone().unwrap_or_default();
         let hook_state = |pid: i32, status: Status| {
             serde_json::to_string(&HookState {
@@ -380,7 +406,7 @@ impl Runtime {
             child
         };
         let mut go = hook_state(init_pid.as_raw(), Status::Creating);
-        for (name, path) in cg.mount_sources() {
+        for (name, path) in cg.mount_sources().into_iter().filter(|_| !no_cgroup) {
             go.push_str(&format!("\n{name}\t{}", path.display()));
         }
         send(&Msg::Go(go))?;
@@ -400,8 +426,9 @@ impl Runtime {
             owner: String::new(),
             annotations: annotations.clone(),
             cgroups_path,
-            cgroup: Some(cg.clone()),
-            rootless: !nix::unistd::geteuid().is_root(),
+            cgroup: (!no_cgroup).then(|| cg.clone()),
+            rootless,
+            no_cgroup,
             poststart: hooks.is_some_and(|h| h.poststart().as_ref().is_some_and(|v| !v.is_empty())),
             poststop: hooks.is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
         };
@@ -489,7 +516,7 @@ impl Runtime {
         if status == Status::Stopped {
             return Err(self.wrong(&rec, status, "container not running"));
         }
-        if all {
+        if all && !rec.no_cgroup {
             let cg = self.cgroup_of(&rec)?;
             for pid in cg.procs()? {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
@@ -518,7 +545,11 @@ impl Runtime {
     pub fn delete_record(&self, rec: &Record, force: bool) -> Result<()> {
         let id = rec.id.as_str();
         let status = self.status(rec);
-        let cg = self.cgroup_of(rec)?;
+        let cg = if rec.no_cgroup {
+            None
+        } else {
+            Some(self.cgroup_of(rec)?)
+        };
         match status {
             Status::Stopped => {}
             Status::Created => {
@@ -533,17 +564,19 @@ impl Runtime {
                 ))
             }
             Status::Running | Status::Paused | Status::Creating => {
-                for pid in cg.procs().unwrap_or_default() {
+                for pid in cg.iter().flat_map(|c| c.procs().unwrap_or_default()) {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
                 let _ = signal_init(rec, Signal::SIGKILL);
-                if status == Status::Paused {
+                if let Some(cg) = cg.as_ref().filter(|_| status == Status::Paused) {
                     let _ = cg.thaw();
                 }
                 wait_gone(rec, Duration::from_secs(10));
             }
         }
-        cg.destroy()?;
+        if let Some(cg) = &cg {
+            cg.destroy()?;
+        }
         if let Some(spec) = rec.poststop.then(|| self.saved_spec(id).ok()).flatten() {
             let st = rec.hook_state(Status::Stopped, 0);
             if let Err(e) = hooks::run(
@@ -637,7 +670,11 @@ impl Runtime {
             Some(s) => Some(compile_seccomp(s)?),
             None => None,
         };
-        let cg = self.cgroup_of(&rec)?;
+        let cg = if rec.no_cgroup {
+            None
+        } else {
+            Some(self.cgroup_of(&rec)?)
+        };
         // Namespace fds of the init, user first; only those that differ from ours.
         let mut nsfds: Vec<(CloneFlags, OwnedFd)> = Vec::new();
         for ns in linux
@@ -677,7 +714,7 @@ impl Runtime {
             Forked::Child => {
                 drop(parent_chan);
                 let r = exec_child(
-                    &cg,
+                    cg.as_ref(),
                     nsfds,
                     &o.process,
                     seccomp.clone(),
@@ -741,7 +778,7 @@ impl Runtime {
 /// In the forked child of `exec`: join the cgroup and namespaces, fork the process that will
 /// exec (so it is inside the pid namespace), report its pid and exit.
 fn exec_child(
-    cg: &Cgroup,
+    cg: Option<&Cgroup>,
     nsfds: Vec<(CloneFlags, OwnedFd)>,
     p: &Process,
     seccomp: Option<skiff_seccomp::Filter>,
@@ -749,7 +786,9 @@ fn exec_child(
     chan: &sync::Channel,
     preserve_fds: u32,
 ) -> Result<()> {
-    cg.add_process(nix::unistd::getpid().as_raw())?;
+    if let Some(cg) = cg {
+        cg.add_process(nix::unistd::getpid().as_raw())?;
+    }
     for (flag, fd) in &nsfds {
         nix::sched::setns(fd.as_fd(), *flag)
             .ctx(|| format!("cannot join the container's namespace {flag:?}"))?;
@@ -887,15 +926,94 @@ fn with_device_rules(linux: &oci_spec::runtime::Linux) -> LinuxResources {
 
 fn write_id_maps(pid: Pid, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref().expect("validated");
-    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        maps.into_iter()
-            .flatten()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect::<String>()
+    let uids = linux.uid_mappings().as_deref().unwrap_or_default();
+    let gids = linux.gid_mappings().as_deref().unwrap_or_default();
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        write_map(pid, "uid_map", uids)?;
+        return write_map(pid, "gid_map", gids);
+    }
+    // Rootless. A user may map just itself (after denying setgroups, for the gid map); any
+    // other mapping goes through the setuid helpers, which check /etc/subuid and /etc/subgid.
+    let egid = nix::unistd::getegid();
+    let just_me = |maps: &[LinuxIdMapping], me: u32| {
+        maps.len() == 1 && maps[0].host_id() == me && maps[0].size() == 1
     };
-    let uid = fmt(linux.uid_mappings().as_ref());
-    let gid = fmt(linux.gid_mappings().as_ref());
-    fs::write(format!("/proc/{pid}/uid_map"), &uid)
-        .ctx(|| format!("cannot write uid_map {uid:?}"))?;
-    fs::write(format!("/proc/{pid}/gid_map"), &gid).ctx(|| format!("cannot write gid_map {gid:?}"))
+    if just_me(uids, euid.as_raw()) {
+        write_map(pid, "uid_map", uids)?;
+    } else {
+        newidmap("newuidmap", pid, uids)?;
+    }
+    if just_me(gids, egid.as_raw()) {
+        fs::write(format!("/proc/{pid}/setgroups"), "deny")
+            .ctx(|| "cannot deny setgroups in the user namespace".into())?;
+        write_map(pid, "gid_map", gids)
+    } else {
+        newidmap("newgidmap", pid, gids)
+    }
+}
+
+fn write_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
+    let text: String = maps
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect();
+    fs::write(format!("/proc/{pid}/{file}"), &text).ctx(|| format!("cannot write {file} {text:?}"))
+}
+
+/// Runs `newuidmap`/`newgidmap` (shadow's `uidmap` package) for a rootless multi-range map.
+fn newidmap(tool: &str, pid: Pid, maps: &[LinuxIdMapping]) -> Result<()> {
+    let mut cmd = std::process::Command::new(tool);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([
+            m.container_id().to_string(),
+            m.host_id().to_string(),
+            m.size().to_string(),
+        ]);
+    }
+    let out = cmd.output().map_err(|e| {
+        Error::Other(format!(
+            "this rootless id mapping needs {tool} (apt-get install uidmap) and it cannot run: {e}"
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "{tool} failed ({}): {}; is the range in /etc/sub{}id?",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if tool == "newuidmap" { "u" } else { "g" }
+        )));
+    }
+    Ok(())
+}
+
+/// Permission to create the cgroup was refused (a rootless user outside a delegated subtree).
+fn denied(e: &skiff_cgroups::Error) -> bool {
+    let io = match e {
+        skiff_cgroups::Error::Mkdir { source, .. } | skiff_cgroups::Error::Write { source, .. } => {
+            source
+        }
+        _ => return false,
+    };
+    matches!(
+        io.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::EROFS)
+    )
+}
+
+/// Whether `linux.resources` asks for any limit (device rules alone do not count: a rootless
+/// container cannot have them enforced and gets the host's device access anyway).
+fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
+    let Some(r) = linux.resources() else {
+        return false;
+    };
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty())
+        || r.network().is_some()
+        || r.rdma().as_ref().is_some_and(|m| !m.is_empty())
+        || r.unified().as_ref().is_some_and(|m| !m.is_empty())
 }

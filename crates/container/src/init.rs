@@ -41,6 +41,9 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     pub seccomp: Option<skiff_seccomp::Filter>,
     pub wants_runtime_hooks: bool,
+    /// A rootless runtime writes our id maps after clone, through /proc/<pid>/*_map, which it
+    /// may only open while we are dumpable: become non-dumpable once it has (at Go).
+    pub dumpable_until_go: bool,
 }
 
 /// The child's entry point: never returns.
@@ -134,7 +137,9 @@ fn become_root() -> Result<()> {
 
 fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
     // No one may ptrace or read our memory before execve (the runtime's secrets, fds).
-    nix::sys::prctl::set_dumpable(false).ctx(|| "cannot make init non-dumpable".into())?;
+    if !a.dumpable_until_go {
+        nix::sys::prctl::set_dumpable(false).ctx(|| "cannot make init non-dumpable".into())?;
+    }
     // Devices, directories and files the runtime creates get exactly the modes it asks for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let spec = a.spec;
@@ -200,6 +205,10 @@ fn init(a: &mut InitArgs<'_>) -> Result<std::convert::Infallible> {
     let mut placed = || -> Result<Vec<(String, PathBuf)>> {
         if go.is_none() {
             go = Some(wait_go(a)?);
+            if a.dumpable_until_go {
+                nix::sys::prctl::set_dumpable(false)
+                    .ctx(|| "cannot make init non-dumpable".into())?;
+            }
         }
         if a.new_cgroupns {
             unshare(CloneFlags::CLONE_NEWCGROUP)

@@ -143,7 +143,19 @@ pub fn user_and_caps(p: &Process, plan: CapPlan, set_groups: bool) -> Result<()>
             .flatten()
             .map(|g| Gid::from_raw(*g))
             .collect();
-        nix::unistd::setgroups(&groups).ctx(|| format!("cannot set additional gids {groups:?}"))?;
+        // A rootless single-id mapping denies setgroups(2) in the user namespace: with no
+        // additional gids there is nothing to drop (the namespace has only our own group).
+        let denied =
+            std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+        if denied && !groups.is_empty() {
+            return Err(Error::Spec(format!(
+                "process.user.additionalGids {groups:?} cannot be set: setgroups is denied in this user namespace (a rootless mapping of a single gid); map a range with newgidmap instead"
+            )));
+        }
+        if !denied {
+            nix::unistd::setgroups(&groups)
+                .ctx(|| format!("cannot set additional gids {groups:?}"))?;
+        }
     }
     let gid = Gid::from_raw(user.gid());
     nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("cannot set gid {gid}"))?;

@@ -62,6 +62,10 @@ pub struct Record {
     pub cgroup: Option<skiff_cgroups::Cgroup>,
     #[serde(default)]
     pub rootless: bool,
+    /// A rootless container that runs without a cgroup (the user may not create one and the
+    /// spec asks for no resource limits), as runc does.
+    #[serde(default)]
+    pub no_cgroup: bool,
     /// Whether the spec has poststart / poststop hooks (so start and delete need not parse it).
     #[serde(default)]
     pub poststart: bool,
@@ -229,6 +233,7 @@ mod tests {
             cgroups_path: None,
             cgroup: None,
             rootless: false,
+            no_cgroup: false,
             poststart: false,
             poststop: false,
         };
@@ -263,6 +268,7 @@ mod tests {
             cgroups_path: Some("/x/y".into()),
             cgroup: None,
             rootless: false,
+            no_cgroup: false,
             poststart: false,
             poststop: false,
         };

@@ -550,3 +550,206 @@ fn idmapped_bind_mounts_map_file_owners() {
     assert!(err.contains("only possible for bind mounts"), "{err}");
     assert!(!rt.root.path().join(&cid).exists());
 }
+
+/// Runs skiff-runtime as an unprivileged user (`nobody`) with its own state root.
+struct Rootless {
+    run_dir: tempfile::TempDir,
+}
+
+const NOBODY: u32 = 65534;
+
+impl Rootless {
+    fn new() -> Rootless {
+        let run_dir = tempfile::Builder::new()
+            .prefix("skiff-rootless-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        chown_tree(run_dir.path());
+        Rootless { run_dir }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(BIN);
+        c.uid(NOBODY)
+            .gid(NOBODY)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("XDG_RUNTIME_DIR", self.run_dir.path())
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).output().unwrap()
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        let root = self.run_dir.path().join("skiff-runtime");
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let _ = self.run(&["delete", "--force", &id]);
+        }
+    }
+}
+
+fn chown_tree(p: &Path) {
+    let st = std::process::Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A bundle owned by `nobody` with the config `spec --rootless` writes for that user.
+fn rootless_bundle(rl: &Rootless) -> Bundle {
+    let mut b = Bundle::new();
+    std::fs::remove_file(b.path().join("config.json")).unwrap();
+    chown_tree(b.path());
+    let o = rl.run(&["spec", "--rootless", "--bundle", b.path().to_str().unwrap()]);
+    assert!(o.status.success(), "spec --rootless as nobody: {o:?}");
+    b.config =
+        serde_json::from_slice(&std::fs::read(b.path().join("config.json")).unwrap()).unwrap();
+    b.set("/process/terminal", false.into());
+    b.args(&["/probe"]);
+    b
+}
+
+/// Adds `nobody`'s subordinate id ranges for newuidmap/newgidmap, removed again on drop.
+struct SubIds(Vec<(&'static str, String)>);
+
+impl SubIds {
+    fn add(line: &str) -> SubIds {
+        let mut saved = Vec::new();
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            let old = std::fs::read_to_string(f).unwrap_or_default();
+            std::fs::write(f, format!("{old}{line}\n")).unwrap();
+            saved.push((f, old));
+        }
+        SubIds(saved)
+    }
+}
+
+impl Drop for SubIds {
+    fn drop(&mut self) {
+        for (f, old) in &self.0 {
+            let _ = std::fs::write(f, old);
+        }
+    }
+}
+
+#[test]
+fn rootless_containers_run_as_an_unprivileged_user() {
+    let rl = Rootless::new();
+    let b = rootless_bundle(&rl);
+    assert_eq!(
+        b.config["linux"]["uidMappings"],
+        json!([{"containerID": 0, "hostID": NOBODY, "size": 1}])
+    );
+    let o = rl.run(&["run", "--bundle", b.path().to_str().unwrap(), "rl-probe"]);
+    assert!(o.status.success(), "{o:?}");
+    let p: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["uid"], "0\t0\t0\t0", "root inside: {p}");
+    let map: Vec<&str> = p["uid_map"].as_str().unwrap().split_whitespace().collect();
+    assert_eq!(map, ["0", &NOBODY.to_string(), "1"]);
+    assert_ne!(p["ns"]["user"], host_ns("user"));
+    // Full lifecycle without root: create, the init waits; its exe is a sealed memfd (no
+    // overlayfs for an unprivileged user); exec; kill; delete.
+    let o = rl
+        .cmd(&["create", "--bundle", b.path().to_str().unwrap(), "rl-life"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let st: Value = serde_json::from_slice(&rl.run(&["state", "rl-life"]).stdout).unwrap();
+    assert_eq!(st["status"], "created");
+    let pid = st["pid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.to_string_lossy().starts_with("/memfd:"), "{exe:?}");
+    let o = rl.run(&["exec", "rl-life", "/probe", "write", "/dev/shm/x"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok", "{o:?}");
+    assert!(rl.run(&["kill", "rl-life", "KILL"]).status.success());
+    common::wait_until(
+        || {
+            let st: Value =
+                serde_json::from_slice(&rl.run(&["state", "rl-life"]).stdout).unwrap_or_default();
+            st["status"] == "stopped"
+        },
+        "the rootless container to stop",
+    );
+    let o = rl.run(&["delete", "rl-life"]);
+    assert!(o.status.success(), "{o:?}");
+    // Limits without a cgroup the user may create: a clear error, nothing left.
+    let mut b2 = rootless_bundle(&rl);
+    b2.set("/linux/resources", json!({"pids": {"limit": 10}}));
+    let o = rl.run(&["run", "--bundle", b2.path().to_str().unwrap(), "rl-limits"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("rootless") && err.contains("cgroup"), "{err}");
+    assert!(!rl.run_dir.path().join("skiff-runtime/rl-limits").exists());
+}
+
+#[test]
+fn rootless_multi_range_maps_go_through_newuidmap() {
+    if which("newuidmap").is_none() {
+        // scripts/deps.sh installs uidmap for CI; say so instead of passing silently.
+        panic!("newuidmap is missing: apt-get install uidmap");
+    }
+    let _subids = SubIds::add(&format!("{NOBODY}:300000:65536"));
+    let rl = Rootless::new();
+    let mut b = rootless_bundle(&rl);
+    let map = json!([{"containerID": 0, "hostID": NOBODY, "size": 1}, {"containerID": 1, "hostID": 300000, "size": 65536}]);
+    b.set("/linux/uidMappings", map.clone())
+        .set("/linux/gidMappings", map);
+    b.set(
+        "/process/user",
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [5]}),
+    );
+    let o = rl.run(&["run", "--bundle", b.path().to_str().unwrap(), "rl-multi"]);
+    assert!(o.status.success(), "{o:?}");
+    let p: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lines: Vec<Vec<&str>> = p["uid_map"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [vec!["0", "65534", "1"], vec!["1", "300000", "65536"]]
+    );
+    assert_eq!(p["uid"], "1000\t1000\t1000\t1000");
+    assert_eq!(p["groups"], "5", "setgroups works with a newgidmap mapping");
+    // A range the user was not given: newuidmap refuses, the error says where to look.
+    let mut b = rootless_bundle(&rl);
+    let map = json!([{"containerID": 0, "hostID": 400000, "size": 10}]);
+    b.set("/linux/uidMappings", map.clone())
+        .set("/linux/gidMappings", map);
+    let o = rl.run(&["run", "--bundle", b.path().to_str().unwrap(), "rl-denied"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("newuidmap") && err.contains("/etc/subuid"),
+        "{err}"
+    );
+    assert!(!rl.run_dir.path().join("skiff-runtime/rl-denied").exists());
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(cmd))
+        .find(|p| p.exists())
+}
+
+fn host_ns(name: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{name}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
