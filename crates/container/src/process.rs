@@ -122,6 +122,23 @@ pub fn cap_plan(p: &Process) -> CapPlan {
 
 /// Switches to the spec's user and applies the capability sets, in the order that keeps the
 /// needed capabilities until the end: bounding drop, keepcaps, groups/gid/uid, capset, ambient.
+/// Gives the process's user its stdio (a pty slave, or the caller's pipes), as runc does, so
+/// that a non-root process can reopen /dev/stdout or its console. /dev/null is left alone,
+/// and so is anything the user namespace cannot chown (unmapped owner, read-only /dev).
+fn fix_stdio_owner(uid: u32) {
+    let null = nix::sys::stat::stat("/dev/null").ok().map(|s| s.st_rdev);
+    for fd in 0..=2 {
+        let Ok(st) = nix::sys::stat::fstat(fd) else {
+            continue;
+        };
+        if st.st_uid == uid || (st.st_rdev != 0 && Some(st.st_rdev) == null) {
+            continue;
+        }
+        // EINVAL, EPERM, EROFS: not ours to change; the process keeps what it has.
+        let _ = nix::unistd::fchown(fd, Some(nix::unistd::Uid::from_raw(uid)), None);
+    }
+}
+
 pub fn user_and_caps(p: &Process, plan: CapPlan, set_groups: bool) -> Result<()> {
     let last = skiff_sys::caps::last_cap().min(63);
     for c in 0..=last {
@@ -135,6 +152,7 @@ pub fn user_and_caps(p: &Process, plan: CapPlan, set_groups: bool) -> Result<()>
         }
     }
     let user = p.user();
+    fix_stdio_owner(user.uid());
     skiff_sys::caps::set_keepcaps(true).ctx(|| "cannot set keepcaps".into())?;
     if set_groups {
         let groups: Vec<Gid> = user

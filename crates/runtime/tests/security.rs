@@ -753,3 +753,24 @@ fn host_ns(name: &str) -> String {
         .display()
         .to_string()
 }
+
+#[test]
+fn a_non_root_process_owns_its_stdio() {
+    // As runc does: the caller's pipes are chowned to the process user (when the user
+    // namespace can: pipes of an unmapped host owner are left alone).
+    let rt = Rt::new();
+    let mut b = Bundle::new();
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.args(&[
+        "sh",
+        "-c",
+        "stat -L -c %u /proc/self/fd/1 /proc/self/fd/0; echo reopened > /proc/self/fd/1",
+    ]);
+    let (code, out, err) = rt.run_bundle(&b, &id("stdio-owner"));
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    // stdout (a pipe) is the user's; stdin (/dev/null) is left alone.
+    assert_eq!(lines[0], "1000", "{out}");
+    assert_ne!(lines[1], "1000", "{out}");
+    assert_eq!(lines.get(2), Some(&"reopened"), "{out}{err}");
+}
