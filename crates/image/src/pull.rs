@@ -330,6 +330,12 @@ fn pull_layer(
         if ctx.aborted() {
             return Err(Error::Cancelled);
         }
+        if let Some(re) = take_failure() {
+            return Err(Error::Registry(re));
+        }
+        // A corrupt blob usually breaks the decompressor before its digest can be checked
+        // at EOF: read the rest so that the real cause (a digest mismatch) is reported.
+        let _ = io::copy(&mut tee, &mut io::sink());
         return Err(take_failure().map_or(Error::Store(e), Error::Registry));
     }
     // The unpacker may stop at the tar's end: the rest of the blob is still stored and
