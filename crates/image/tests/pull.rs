@@ -327,7 +327,7 @@ fn a_corrupt_layer_fails_with_a_digest_error_and_leaves_nothing() {
     push_image(&client, &r, &img);
     // Same size, other bytes: the registry serves them as the blob.
     let f = reg.blob_file(&img.layers[0].digest);
-    let len = fs::metadata(&f).unwrap().len() as usize;
+    let len = fs::read(&f).unwrap().len();
     fs::write(&f, random_bytes(len, 99)).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
