@@ -10,6 +10,7 @@ use crate::{Error, Progress, Result};
 pub(crate) struct Ctx<'a> {
     tx: mpsc::Sender<Progress>,
     abort: &'a AtomicBool,
+    cancel: Option<&'a AtomicBool>,
 }
 
 impl Ctx<'_> {
@@ -18,16 +19,18 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn aborted(&self) -> bool {
-        self.abort.load(Ordering::Relaxed)
+        self.abort.load(Ordering::Relaxed) || self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
     }
 }
 
 /// Runs `work` over `jobs` on up to `workers` threads; progress messages are passed to
 /// `progress` on this thread. After the first error no new job starts and running ones
-/// see [`Ctx::aborted`]; the first error is returned.
+/// see [`Ctx::aborted`]; the first error is returned. Setting `cancel` abandons the jobs
+/// the same way (they fail with [`Error::Cancelled`]).
 pub(crate) fn run<J, F>(
     jobs: Vec<J>,
     workers: usize,
+    cancel: Option<&AtomicBool>,
     progress: &mut dyn FnMut(Progress),
     work: F,
 ) -> Result<()>
@@ -45,6 +48,7 @@ where
             let ctx = Ctx {
                 tx: tx.clone(),
                 abort: &abort,
+                cancel,
             };
             let (queue, first_err, work) = (&queue, &first_err, &work);
             s.spawn(move || loop {
@@ -71,6 +75,7 @@ where
     });
     match first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e),
+        None if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) => Err(Error::Cancelled),
         None => Ok(()),
     }
 }

@@ -1,7 +1,7 @@
 //! `docker pull`: registry -> content store + snapshots -> image record.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,16 @@ const TICK: Duration = Duration::from_millis(100);
 pub struct PullOptions {
     /// Layers downloaded (and unpacked) at once; dockerd's `max-concurrent-downloads`.
     pub max_concurrent_downloads: usize,
+    /// Set to abandon the pull (a client went away): running downloads stop at their next
+    /// read, nothing is recorded, and the pull fails with [`Error::Cancelled`].
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {
             max_concurrent_downloads: 3,
+            cancel: None,
         }
     }
 }
@@ -170,18 +174,31 @@ pub fn pull_with(
     }
     let layers_downloaded = jobs.len();
     let bytes = AtomicU64::new(0);
-    pool::run(jobs, workers, progress, |job, ctx| {
-        let layer = job.blob.clone();
-        tracing::debug!(index = job.index, %layer, "pulling layer");
-        pull_layer(store, client, reference, &job, ctx, &bytes).map_err(|e| match e {
-            Error::Cancelled => Error::Cancelled,
-            e => Error::Layer {
-                layer,
-                source: Box::new(e),
-            },
-        })
-    })?;
+    pool::run(
+        jobs,
+        workers,
+        opts.cancel.as_deref(),
+        progress,
+        |job, ctx| {
+            let layer = job.blob.clone();
+            tracing::debug!(index = job.index, %layer, "pulling layer");
+            pull_layer(store, client, reference, &job, ctx, &bytes).map_err(|e| match e {
+                Error::Cancelled => Error::Cancelled,
+                e => Error::Layer {
+                    layer,
+                    source: Box::new(e),
+                },
+            })
+        },
+    )?;
 
+    if opts
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::Relaxed))
+    {
+        return Err(Error::Cancelled);
+    }
     let repo_digest = Reference::parse(&format!("{}@{}", reference.name(), resolved.digest))
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let tags: Vec<Reference> = tag_ref.into_iter().collect();

@@ -1,6 +1,8 @@
 //! `docker push`: store -> registry, manifest byte for byte.
 
 use std::io::{self, Read};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oci_spec::image::ImageManifest;
@@ -21,6 +23,8 @@ pub struct PushOptions {
     pub chunk_threshold: u64,
     /// The chunk size of chunked uploads.
     pub chunk_size: usize,
+    /// Set to abandon the push: uploads stop at their next read, no manifest is sent.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for PushOptions {
@@ -29,6 +33,7 @@ impl Default for PushOptions {
             max_concurrent_uploads: 5,
             chunk_threshold: 16 << 20,
             chunk_size: 8 << 20,
+            cancel: None,
         }
     }
 }
@@ -116,15 +121,21 @@ pub fn push_with(
         .filter(|r| r.registry() == target.registry() && r.repository() != target.repository())
         .map(|r| r.repository().to_owned())
         .collect();
-    pool::run(jobs, workers, progress, |job, ctx| {
-        push_layer(store, client, target, &job, &sources, opts, ctx).map_err(|e| match e {
-            Error::Cancelled => Error::Cancelled,
-            e => Error::Layer {
-                layer: job.blob.clone(),
-                source: Box::new(e),
-            },
-        })
-    })?;
+    pool::run(
+        jobs,
+        workers,
+        opts.cancel.as_deref(),
+        progress,
+        |job, ctx| {
+            push_layer(store, client, target, &job, &sources, opts, ctx).map_err(|e| match e {
+                Error::Cancelled => Error::Cancelled,
+                e => Error::Layer {
+                    layer: job.blob.clone(),
+                    source: Box::new(e),
+                },
+            })
+        },
+    )?;
     // The config, then the manifest as stored.
     let config = descriptor_digest(manifest.config())?;
     if !client.blob_exists(target, &config)? {

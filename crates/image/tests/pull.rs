@@ -362,3 +362,41 @@ fn a_corrupt_layer_fails_with_a_digest_error_and_leaves_nothing() {
     // only tmp/ left in snapshots
     assert_eq!(count(&dir.path().join("snapshots")), 1);
 }
+
+#[test]
+fn a_cancelled_pull_records_nothing() {
+    if !have_registry() {
+        return;
+    }
+    let reg = Registry::start();
+    let client = client();
+    let r = reg.reference("test/cancel:latest");
+    let layers = ["a", "b", "c", "d"]
+        .iter()
+        .zip(10u64..)
+        .map(|(f, seed)| (tar(&[Entry::File(f, random_bytes(8 << 20, seed))]), GZIP))
+        .collect();
+    let img = image(layers, &host_arch());
+    push_image(&client, &r, &img);
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opts = skiff_image::PullOptions {
+        max_concurrent_downloads: 2,
+        cancel: Some(cancel.clone()),
+    };
+    let mut events = Vec::new();
+    let err = skiff_image::pull_with(&store, &client, &r, &Platform::host(), &opts, &mut |p| {
+        if p.status.as_deref() == Some("Downloading") {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        events.push(p);
+    })
+    .unwrap_err();
+    assert!(matches!(err, skiff_image::Error::Cancelled), "{err:?}");
+    assert!(store.images().is_empty());
+    assert_eq!(count_status(&events, "Pull complete"), 0);
+    store.gc().unwrap();
+    assert_eq!(count(&dir.path().join("content/blobs/sha256")), 0);
+    assert_eq!(count(&dir.path().join("content/tmp")), 0);
+}
