@@ -400,3 +400,82 @@ fn a_cancelled_pull_records_nothing() {
     assert_eq!(count(&dir.path().join("content/blobs/sha256")), 0);
     assert_eq!(count(&dir.path().join("content/tmp")), 0);
 }
+
+#[test]
+fn docker_schema2_with_a_foreign_layer() {
+    if !have_registry() {
+        return;
+    }
+    const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    const FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    let reg = Registry::start();
+    let client = client();
+    let base = busybox_image(GZIP, &host_arch());
+    // The foreign layer lives elsewhere: here, in another repository, fetched by URL.
+    let elsewhere = reg.reference("test/elsewhere:x");
+    let foreign = &base.layers[1];
+    client
+        .push_blob(
+            &elsewhere,
+            &foreign.digest,
+            foreign.bytes.len() as u64,
+            &mut &foreign.bytes[..],
+            skiff_registry::UploadMode::Monolithic,
+        )
+        .unwrap();
+    let url = format!(
+        "http://{}/v2/test/elsewhere/blobs/{}",
+        reg.host(),
+        foreign.digest
+    );
+    let config = Blob::new(
+        base.config.bytes.clone(),
+        "application/vnd.docker.container.image.v1+json",
+    );
+    let l0 = Blob::new(base.layers[0].bytes.clone(), DOCKER_LAYER);
+    let mut d1 = Blob::new(foreign.bytes.clone(), FOREIGN).descriptor();
+    d1["urls"] = serde_json::json!([url]);
+    let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [l0.descriptor(), d1],
+    }))
+    .unwrap();
+    let r = reg.reference("test/foreign:latest");
+    for b in [&l0, &config] {
+        client
+            .push_blob(
+                &r,
+                &b.digest,
+                b.bytes.len() as u64,
+                &mut &b.bytes[..],
+                skiff_registry::UploadMode::Monolithic,
+            )
+            .unwrap();
+    }
+    let digest = client.put_manifest(&r, DOCKER_MANIFEST, &manifest).unwrap();
+    assert!(!client.blob_exists(&r, &foreign.digest).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let res = pull(&store, &client, &r, &Platform::host(), &mut |_| {}).unwrap();
+    assert_eq!(res.manifest, digest);
+    assert_eq!(res.image.layers[1].media_type, FOREIGN);
+    check_tree(&store, &r.to_string(), &host_arch());
+
+    // Pushed elsewhere: the foreign layer is skipped (Docker's behaviour), the manifest
+    // and its digest are unchanged.
+    let dst = reg.reference("test/foreign-copy:latest");
+    let mut ev = Vec::new();
+    let d = push(&store, &client, &dst, &r.to_string(), &mut |p| ev.push(p)).unwrap();
+    assert_eq!(d, digest);
+    assert_eq!(
+        count_status(&ev, "Skipped foreign layer"),
+        1,
+        "{:#?}",
+        statuses(&ev)
+    );
+    assert!(!client.blob_exists(&dst, &foreign.digest).unwrap());
+}

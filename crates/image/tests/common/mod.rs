@@ -68,7 +68,8 @@ impl Registry {
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
              delete:\n    enabled: true\n  redirect:\n    disable: true\n  maintenance:\n    \
-             uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: skiff-test\n",
+             uploadpurging:\n      enabled: false\nvalidation:\n  manifests:\n    urls:\n      \
+             allow:\n        - ^http://127\\.0\\.0\\.1\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: skiff-test\n",
             d.join("storage").display()
         );
         fs::write(d.join("config.yml"), config).unwrap();
