@@ -11,14 +11,14 @@ pub enum Error {
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] skiff_store::Error),
-    /// One layer failed (with which one).
-    #[error("layer {layer}: {source}")]
+    /// One layer failed (with which one). The message includes the cause's, so the cause
+    /// is not also reported as `source()` (see [`Error::registry_error`], [`Error::cause`]).
+    #[error("layer {layer}: {cause}")]
     Layer {
         /// The layer blob digest.
         layer: Digest,
         /// What went wrong.
-        #[source]
-        source: Box<Error>,
+        cause: Box<Error>,
     },
     /// The image is malformed or the request makes no sense.
     #[error("{0}")]
@@ -36,8 +36,16 @@ impl Error {
     pub fn registry_error(&self) -> Option<&skiff_registry::Error> {
         match self {
             Error::Registry(e) => Some(e),
-            Error::Layer { source, .. } => source.registry_error(),
+            Error::Layer { cause, .. } => cause.registry_error(),
             _ => None,
+        }
+    }
+
+    /// The error behind [`Error::Layer`] (itself for the others).
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::Layer { cause, .. } => cause.cause(),
+            e => e,
         }
     }
 }

@@ -186,7 +186,7 @@ pub fn pull_with(
                 Error::Cancelled => Error::Cancelled,
                 e => Error::Layer {
                     layer,
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 },
             })
         },

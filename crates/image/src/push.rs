@@ -131,7 +131,7 @@ pub fn push_with(
                 Error::Cancelled => Error::Cancelled,
                 e => Error::Layer {
                     layer: job.blob.clone(),
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 },
             })
         },

@@ -191,3 +191,58 @@ fn kill_9_during_a_pull_then_pull_again_and_gc_is_clean() {
     let out = ok(root, &["images", "-q"]);
     assert_eq!(out.trim(), &img.config.digest.hex()[..12]);
 }
+
+#[test]
+fn login_then_push_and_pull_with_basic_auth() {
+    if !have_registry() {
+        return;
+    }
+    if Command::new("htpasswd").arg("-h").output().is_err() {
+        eprintln!("SKIPPED: login test needs htpasswd");
+        return;
+    }
+    let reg = Registry::start_with(Some(("alice", "s3cret")));
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let host = reg.host();
+    // Something to push: an imported tarball.
+    let t = root.join("fs.tar");
+    std::fs::write(
+        &t,
+        tar(&[Entry::Dir("x/"), Entry::File("x/y", b"hello".to_vec())]),
+    )
+    .unwrap();
+    let name = format!("{host}/private/app:1");
+    ok(root, &["import", t.to_str().unwrap(), &name]);
+    // Without credentials the push is refused.
+    let out = cli(root, &["push", &name]);
+    assert!(!out.status.success());
+
+    let bad = cli(root, &["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(!bad.status.success());
+    let mut child = Command::new(BIN)
+        .arg("--data-root")
+        .arg(root)
+        .args(["login", "-u", "alice", "--password-stdin", &host])
+        .env("DOCKER_CONFIG", root.join("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Login Succeeded"
+    );
+    let cfg = std::fs::read_to_string(root.join("docker-config/config.json")).unwrap();
+    assert!(cfg.contains(&host), "{cfg}");
+
+    let out = ok(root, &["push", &name]);
+    assert!(out.contains(": Pushed"), "{out}");
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+    ok(root, &["rmi", &name]);
+    let out = ok(root, &["pull", &name]);
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
+}

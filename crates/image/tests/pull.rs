@@ -338,6 +338,7 @@ fn a_corrupt_layer_fails_with_a_digest_error_and_leaves_nothing() {
     })
     .unwrap_err();
     let msg = format!("{err}");
+    eprintln!("corrupt layer: {msg}");
     assert!(msg.contains("digest"), "{msg}");
     assert!(msg.contains(&img.layers[0].digest.to_string()), "{msg}");
     assert!(

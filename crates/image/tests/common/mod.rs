@@ -62,16 +62,33 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// With `auth`, HTTP basic authentication for (user, password) (needs `htpasswd`).
+    pub fn start_with(auth: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
              delete:\n    enabled: true\n  redirect:\n    disable: true\n  maintenance:\n    \
              uploadpurging:\n      enabled: false\nvalidation:\n  manifests:\n    urls:\n      \
              allow:\n        - ^http://127\\.0\\.0\\.1\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: skiff-test\n",
             d.join("storage").display()
         );
+        if let Some((user, pass)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "htpasswd failed");
+            fs::write(d.join("htpasswd"), out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
+                d.join("htpasswd").display()
+            ));
+        }
         fs::write(d.join("config.yml"), config).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
