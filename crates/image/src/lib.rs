@@ -5,7 +5,9 @@
 //! # Pull
 //!
 //! [`pull`] resolves the reference (an index is resolved to the requested platform), stores
-//! the index and image manifest and the verified config in the content store, checks that
+//! the index (kept only while the pull's lease lives: the store's gc keeps just the image
+//! manifest; the index digest is recorded as the image's repo digest) and image manifest
+//! and the verified config in the content store, checks that
 //! the config's `rootfs.diff_ids` match the layers, and then downloads the layers on up to
 //! [`PullOptions::max_concurrent_downloads`] worker threads (3, like dockerd). Each layer is
 //! streamed once: registry [`skiff_registry::BlobReader`] (digest checked at EOF) → tee into
@@ -27,6 +29,26 @@
 //! those available in another repository of the same registry the image was pulled from
 //! or pushed to, uploading the rest monolithically or in chunks), then its config, then its
 //! stored manifest byte for byte, so an unchanged image keeps its manifest digest.
+//!
+//! # Use from a daemon
+//!
+//! ```no_run
+//! use skiff_image::{pull, Progress};
+//! use skiff_reference::Reference;
+//! use skiff_registry::{Client, Config, Platform};
+//! use skiff_store::{Store, StoreOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("/var/lib/skiff", StoreOptions::default())?;
+//! let client = Client::new(Config::default())?;
+//! let reference = Reference::parse("busybox")?;
+//! // Each message is one line of the `POST /images/create` response body.
+//! let mut send = |p: Progress| println!("{}", p.to_json());
+//! let result = pull(&store, &client, &reference, &Platform::host(), &mut send)?;
+//! println!("{} is {}", reference, result.image.id);
+//! # Ok(())
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 

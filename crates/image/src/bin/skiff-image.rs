@@ -472,6 +472,7 @@ fn ago(created: Option<&str>) -> String {
     format!("{s} ago")
 }
 
+/// Aligns rows as the Docker CLI's tabwriter does.
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.first().map_or(0, Vec::len);
     let mut widths = vec![0; cols];
@@ -487,7 +488,8 @@ fn table(rows: &[Vec<String>]) -> String {
             if i + 1 == cols {
                 line.push_str(c);
             } else {
-                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+                // Docker's tabwriter: minimum cell width 10, padding 3.
+                line.push_str(&format!("{c:<w$}", w = (widths[i] + 3).max(10)));
             }
         }
         out.push_str(line.trim_end());
