@@ -355,6 +355,7 @@ where
     for fd in 3..3 + preserve_fds {
         let _ = skiff_sys::fs::clear_cloexec(i32::try_from(fd).unwrap_or(i32::MAX));
     }
+    skiff_sys::process::reset_signal_dispositions();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .ctx(|| "cannot reset the signal mask".into())?;
     // As late as possible: from here on only the handshake and execve run under the filter.

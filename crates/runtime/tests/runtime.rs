@@ -74,6 +74,17 @@ fn the_probe_sees_an_isolated_container() {
     b.set("/process/env", json!(["PATH=/bin", "FOO=bar"]));
     let p = rt.probe(&b, &id("iso"));
     assert_eq!(p["pid"], 1, "init is pid 1 of its own pid namespace");
+    // This test process (like any Rust program) ignores SIGPIPE and ignored signals survive
+    // execve: the container must start from the defaults (`yes | head` must end). Asked of
+    // grep, not the probe, which as a Rust program ignores SIGPIPE itself.
+    let mut g = Bundle::new();
+    g.args(&["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"]);
+    let (code, out, err) = rt.run_bundle(&g, &id("sigs"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
     assert_eq!(p["hostname"], "probe-host");
     assert_eq!(p["domainname"], "example.org");
     assert_eq!(p["cwd"], "/");
@@ -103,6 +114,7 @@ fn the_probe_sees_an_isolated_container() {
     assert_eq!(p["cap_eff"], p["cap_bnd"]);
     assert_eq!(p["cap_inh"], "0000000000000000");
     assert_eq!(p["no_new_privs"], "1");
+    assert_eq!(p["sig_blk"], "0000000000000000");
     assert_eq!(
         p["umask"], "0022",
         "runc's default umask when the spec has none"

@@ -109,3 +109,42 @@ pub fn join_session_keyring(name: &str) -> nix::Result<()> {
     let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
     Errno::result(ret).map(drop)
 }
+
+/// The kernel's `struct sigaction` (x86_64 and arm64 share this layout), for signals 32 and
+/// 33, which glibc's wrappers refuse to touch.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Resets the disposition of every catchable signal to `SIG_DFL`. Ignored signals survive
+/// execve (Rust programs ignore SIGPIPE, shells ignore SIGQUIT for background jobs), and a
+/// container process must start from the defaults (`yes | head` needs SIGPIPE).
+pub fn reset_signal_dispositions() {
+    let dfl = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid kernel sigaction installing SIG_DFL (no handler
+        // code, no restorer needed), no old-action pointer, and the kernel's 8-byte sigset
+        // size; `dfl` outlives the call. Invalid signal numbers just return EINVAL.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+}
