@@ -1,0 +1,68 @@
+//! skiff-monitor: one small process per running container. It creates and starts the
+//! container through the runtime library, owns the container's stdio (pipes or a pty), writes
+//! its output to a `json-file` log, streams it to attached clients, forwards their stdin and
+//! records the exit status. It runs in its own session, so it outlives the daemon: a restarted
+//! daemon finds it again through its directory.
+//!
+//! The directory (`Config::dir`) holds:
+//! - `monitor.sock`: clients connect and send one command line:
+//!   - `start\n` → `ok\n` or `error <message>\n` (with `--wait-start` the container is only
+//!     created until this arrives, so a client can attach before the first byte of output);
+//!   - `attach\n` → `ok\n`, then frames both ways ([`protocol`]);
+//!   - `resize <rows> <cols>\n` → `ok\n` (tty only).
+//! - `exit.json`: written once the container exited ([`ExitStatus`]).
+//!
+//! The monitor reports readiness on `Config::ready` (a pipe from the daemon): `ok <pid>\n`
+//! once the container is created, or `error <message>\n`.
+#![forbid(unsafe_code)]
+
+pub mod logfile;
+pub mod protocol;
+mod serve;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use serve::run;
+
+/// What to run and where.
+#[derive(Debug)]
+pub struct Config {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The runtime's state root (skiffd uses /run/skiff/runtime).
+    pub runtime_root: PathBuf,
+    /// The monitor's own directory (socket, exit status).
+    pub dir: PathBuf,
+    pub log: Option<(PathBuf, logfile::Rotation)>,
+    pub tty: bool,
+    /// Keep the container's stdin open for attached clients (`docker run -i`).
+    pub stdin: bool,
+    /// Create, then wait for a `start` command.
+    pub wait_start: bool,
+    /// Where to report readiness (the write end of the daemon's pipe).
+    pub ready: Option<std::fs::File>,
+}
+
+/// `exit.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExitStatus {
+    /// The exit code, 128+N for a signal, as Docker reports it.
+    pub exit_code: i32,
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    pub finished_at: String,
+    /// Why the container could not run, when it could not.
+    #[serde(default)]
+    pub error: String,
+}
+
+pub const SOCKET: &str = "monitor.sock";
+pub const EXIT_FILE: &str = "exit.json";
+
+/// The exit status a monitor recorded in `dir`, once there is one.
+pub fn read_exit(dir: &std::path::Path) -> Option<ExitStatus> {
+    serde_json::from_slice(&std::fs::read(dir.join(EXIT_FILE)).ok()?).ok()
+}
