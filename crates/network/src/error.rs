@@ -23,7 +23,7 @@ pub enum NetworkError {
         what: String,
         /// The kernel's answer.
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     /// `nft -f -` refused Skiff's ruleset or could not be run.
     #[error("nftables: could not apply the ruleset of table {table}: {stderr}")]
@@ -70,7 +70,7 @@ impl NetworkError {
     pub(crate) fn netlink(what: impl Into<String>, source: rtnetlink::Error) -> Self {
         NetworkError::Netlink {
             what: what.into(),
-            source,
+            source: Box::new(source),
         }
     }
 }

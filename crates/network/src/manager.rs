@@ -445,9 +445,11 @@ impl NetworkManager {
         }
         match req.driver.as_deref() {
             None | Some("bridge") => {}
-            Some(d) => return Err(NetworkError::InvalidInput(format!(
+            Some(d) => {
+                return Err(NetworkError::InvalidInput(format!(
                 "cannot create network {name} with driver {d}: only the bridge driver is supported"
-            ))),
+            )))
+            }
         }
         let mut inner = self.lock();
         if inner.state.networks.iter().any(|n| n.info.name == name) {

@@ -242,11 +242,13 @@ fn pipe(a: TcpStream, b: TcpStream) {
     let _ = t.join();
 }
 
+/// Client address → (socket connected to the container, last activity).
+type Flows = HashMap<SocketAddr, (Arc<UdpSocket>, Instant)>;
+
 const UDP_IDLE: Duration = Duration::from_secs(60);
 
 fn udp_relay(s: UdpSocket, to: SocketAddr, stop: &Arc<AtomicBool>) {
-    // client address → (socket connected to the container, last activity)
-    let flows: Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Instant)>>> = Arc::default();
+    let flows: Arc<Mutex<Flows>> = Arc::default();
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::SeqCst) {
         let Ok((n, client)) = s.recv_from(&mut buf) else {
