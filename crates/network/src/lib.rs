@@ -7,8 +7,8 @@
 //!
 //! # Design
 //!
-//! * **Links, addresses, routes**: netlink through `rtnetlink` (see [`netlink`](crate) module
-//!   docs): no process is spawned on the container start path. Each operation runs on a
+//! * **Links, addresses, routes**: netlink through `rtnetlink` (its tokio connection driven
+//!   by a private current-thread runtime): no process is spawned on the container start path. Each operation runs on a
 //!   throwaway thread so `setns` never touches the caller's threads; the API is synchronous
 //!   (call it from `spawn_blocking` in async code).
 //! * **Endpoints**: a veth pair whose host side (`<prefix>v<hex>`) joins the network's bridge

@@ -564,3 +564,89 @@ fn reconcile_cleans_what_a_crash_left() {
     let out = c.exec("busybox nslookup a");
     assert!(out.1.contains(&ea.ip.unwrap().to_string()), "{out:?}");
 }
+
+#[test]
+fn create_validates_and_prune_removes_unused_networks() {
+    let env = Env::new("tng0", 7);
+    let mut opts = std::collections::BTreeMap::new();
+    opts.insert(
+        "com.docker.network.bridge.name".to_string(),
+        "tng0-custom".to_string(),
+    );
+    opts.insert(
+        "com.docker.network.driver.mtu".to_string(),
+        "1400".to_string(),
+    );
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("team".to_string(), "net".to_string());
+    let n = env
+        .m()
+        .create_network(NetworkCreate {
+            name: "tng0-a".into(),
+            subnet: Some("10.231.7.0/24".parse().unwrap()),
+            gateway: Some(ip4("10.231.7.254")),
+            ip_range: Some("10.231.7.128/25".parse().unwrap()),
+            labels: labels.clone(),
+            options: opts,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(n.bridge.as_deref(), Some("tng0-custom"));
+    assert_eq!(
+        (n.mtu, n.gateway, n.labels),
+        (1400, Some(ip4("10.231.7.254")), labels)
+    );
+    let link = sh("ip -o addr show tng0-custom");
+    assert!(link.contains("10.231.7.254/24"), "{link}");
+    assert!(sh("ip -o link show tng0-custom").contains("mtu 1400"));
+    let ns = Netns::new("tng0-x");
+    let e = env.m().connect("tng0-a", ns.req("x", "x")).unwrap();
+    assert_eq!(e.ip, Some(ip4("10.231.7.128")));
+    assert!(ns.exec("ip -o link show eth0").1.contains("mtu 1400"));
+    let dup = env.m().create_network(NetworkCreate {
+        name: "tng0-a".into(),
+        ..Default::default()
+    });
+    assert!(matches!(dup, Err(NetworkError::Conflict(_))));
+    let overlap = env.m().create_network(NetworkCreate {
+        name: "tng0-b".into(),
+        subnet: Some("10.231.7.128/25".parse().unwrap()),
+        ..Default::default()
+    });
+    assert!(
+        matches!(&overlap, Err(NetworkError::Conflict(m)) if m.contains("overlaps")),
+        "{overlap:?}"
+    );
+    let bad_gw = env.m().create_network(NetworkCreate {
+        name: "tng0-b".into(),
+        subnet: Some("10.231.8.0/24".parse().unwrap()),
+        gateway: Some(ip4("10.231.9.1")),
+        ..Default::default()
+    });
+    assert!(matches!(bad_gw, Err(NetworkError::InvalidInput(_))));
+    assert!(!try_sh("ip link show | grep tng0-").1.contains("tng0-b"));
+    let unused = env
+        .m()
+        .create_network(NetworkCreate {
+            name: "tng0-unused".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(env.m().prune_networks().unwrap(), ["tng0-unused"]);
+    assert!(matches!(
+        env.m().inspect_network(&unused.id),
+        Err(NetworkError::NotFound(_))
+    ));
+    env.m().release_container(&e.container_id).unwrap();
+    assert_eq!(env.m().prune_networks().unwrap(), ["tng0-a"]);
+    assert!(!try_sh("ip link show tng0-custom").0);
+    let names: Vec<String> = env
+        .m()
+        .list_networks()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(names, ["bridge", "host", "none"]);
+    // no network needs rules any more: the table is gone
+    assert!(!try_sh("nft list table ip tng0").0);
+}
