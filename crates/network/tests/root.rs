@@ -650,3 +650,53 @@ fn create_validates_and_prune_removes_unused_networks() {
     // no network needs rules any more: the table is gone
     assert!(!try_sh("nft list table ip tng0").0);
 }
+
+/// An "outside world" namespace behind a test-owned veth on the host (10.233.8.0/24): a
+/// container reaches it only through Skiff's masquerade (the outside has no route back to
+/// container subnets). Needs forwarding already on; the test never turns it on itself.
+#[test]
+fn outbound_traffic_is_masqueraded_except_on_internal_networks() {
+    if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .map(|v| v.trim() != "1")
+        .unwrap_or(true)
+    {
+        eprintln!("skipped: net.ipv4.ip_forward is off and this test does not change it");
+        return;
+    }
+    let env = Env::new("tnh0", 8);
+    let out = Netns::new("tnh0-o");
+    struct Link;
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = try_sh("ip link del tnh0-out");
+        }
+    }
+    let _ = try_sh("ip link del tnh0-out 2>/dev/null");
+    sh("ip link add tnh0-out type veth peer name tnh0-outp");
+    let _link = Link;
+    sh("ip link set tnh0-outp netns tnh0-o");
+    sh("ip addr add 10.233.8.1/24 dev tnh0-out && ip link set tnh0-out up");
+    out.exec("ip addr add 10.233.8.2/24 dev tnh0-outp");
+    assert!(out.exec("ip link set tnh0-outp up").0);
+    assert!(out.exec("ip link set lo up").0);
+    for (name, internal) in [("tnh0-ext", false), ("tnh0-int", true)] {
+        env.m()
+            .create_network(NetworkCreate {
+                name: name.into(),
+                internal,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    let a = Netns::new("tnh0-a");
+    let b = Netns::new("tnh0-b");
+    env.m().connect("tnh0-ext", a.req("a", "a")).unwrap();
+    env.m().connect("tnh0-int", b.req("b", "b")).unwrap();
+    let ok = a.exec("busybox ping -c1 -W2 10.233.8.2");
+    assert!(ok.0, "{ok:?}");
+    assert!(!b.exec("busybox ping -c1 -W1 10.233.8.2").0);
+    // once the network is gone, so is the masquerade rule
+    env.m().release_container(&format!("{:0<64}", "a")).unwrap();
+    env.m().remove_network("tnh0-ext").unwrap();
+    assert!(!sh("nft list table ip tnh0").contains("masquerade"));
+}
