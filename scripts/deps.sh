@@ -10,6 +10,7 @@ if [ "${1:-demo}" = test ]; then
 	want+=(docker-registry apache2-utils openssl python3)
 	# newuidmap/newgidmap for rootless multi-range id maps.
 	want+=(uidmap)
+	want+=(nftables) # skiff-network writes its table with nft (busybox-static, iproute2 are above)
 fi
 missing=()
 for p in "${want[@]}"; do
