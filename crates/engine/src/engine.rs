@@ -366,6 +366,7 @@ impl Shared {
                 Ok(h)
             }
             Err(msg) => {
+                let _ = self.cfg.store.unmount_rootfs(&id);
                 let code = if msg.contains("no such file")
                     || msg.contains("not found")
                     || msg.contains("No such file")
@@ -478,6 +479,11 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
         ctr.cv.notify_all();
         let auto_remove = st.rec.host_config.auto_remove.unwrap_or(false);
         if !restart {
+            // As Docker does, a stopped container's rootfs is not left mounted (under the
+            // lock: a concurrent start mounts it again only after this).
+            if let Err(e) = sh.cfg.store.unmount_rootfs(&id) {
+                tracing::warn!(container = %id, "cannot unmount the rootfs: {e}");
+            }
             drop(st);
             if auto_remove {
                 if let Err(e) = remove_ctr(&sh, &ctr, false, true) {
@@ -913,6 +919,10 @@ impl Engine {
                 log_max_file: log_max_file.max(1),
             };
             sh.persist(&rec)?;
+            // Mounted again at start; an unstarted container holds no mount.
+            if let Err(e) = sh.cfg.store.unmount_rootfs(&id) {
+                tracing::warn!(container = %id, "cannot unmount the rootfs: {e}");
+            }
             Ok(rec)
         })();
         let rec = match res {

@@ -41,13 +41,13 @@ pub enum Error {
     Runtime {
         what: String,
         #[source]
-        source: skiff_container::Error,
+        source: Box<skiff_container::Error>,
     },
     #[error("{what}")]
     Store {
         what: String,
         #[source]
-        source: skiff_store::Error,
+        source: Box<skiff_store::Error>,
     },
     #[error("{0}")]
     Internal(String),
@@ -84,10 +84,16 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
 
 pub(crate) fn rt_err(what: impl Into<String>) -> impl FnOnce(skiff_container::Error) -> Error {
     let what = what.into();
-    move |source| Error::Runtime { what, source }
+    move |source| Error::Runtime {
+        what,
+        source: Box::new(source),
+    }
 }
 
 pub(crate) fn store_err(what: impl Into<String>) -> impl FnOnce(skiff_store::Error) -> Error {
     let what = what.into();
-    move |source| Error::Store { what, source }
+    move |source| Error::Store {
+        what,
+        source: Box::new(source),
+    }
 }
