@@ -535,3 +535,96 @@ fn attach_before_start_sees_all_output() {
     assert_eq!(out, [(1, "hello\n".to_string()), (2, "err\n".to_string())]);
     assert_eq!(e.wait(&id, WaitCondition::NotRunning).unwrap(), 0);
 }
+
+#[test]
+fn pause_top_stats_kill_and_init() {
+    let w = World::new();
+    let e = w.engine();
+    let b = with_hc(body(&["sleep", "1000"]), |h| {
+        h.memory = Some(64 << 20);
+        h.pids_limit = Some(50);
+        h.nano_cpus = Some(500_000_000);
+    });
+    let id = e.create(None, b).unwrap();
+    e.start(&id).unwrap();
+    // Right after start the runtime's own short-lived helper may still be in the cgroup.
+    let t = Instant::now();
+    let procs = loop {
+        let procs = e.top(&id).unwrap().processes.unwrap();
+        if procs.len() == 1 || t.elapsed() > Duration::from_secs(3) {
+            break procs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(procs.len(), 1, "{procs:?}");
+    assert_eq!(procs[0][3], "sleep 1000");
+    e.stats(&id).unwrap();
+    e.pause(&id).unwrap();
+    assert_eq!(
+        e.record(&id).unwrap().state.status,
+        skiff_engine::Status::Paused
+    );
+    assert_eq!(e.pause(&id).unwrap_err().kind(), ErrorKind::Conflict);
+    e.unpause(&id).unwrap();
+    e.kill(&id, Some("KILL")).unwrap();
+    assert_eq!(e.wait(&id, WaitCondition::NotRunning).unwrap(), 137);
+    assert_eq!(e.kill(&id, None).unwrap_err().kind(), ErrorKind::Conflict);
+    // The cgroup limits reached the container.
+    let b = with_hc(
+        body(&[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max",
+        ]),
+        |h| {
+            h.memory = Some(64 << 20);
+            h.pids_limit = Some(50);
+            h.nano_cpus = Some(500_000_000);
+        },
+    );
+    let (code, out) = run(&e, b);
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!((code, out.as_str()), (0, "67108864\n50\n50000 100000\n"));
+    } else {
+        let b = with_hc(body(&["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us"]), |h| {
+            h.memory = Some(64 << 20);
+            h.pids_limit = Some(50);
+            h.nano_cpus = Some(500_000_000);
+        });
+        assert_eq!(run(&e, b), (0, "67108864\n50\n50000\n100000\n".into()));
+    }
+    // --init: tini is pid 1, the command its child.
+    if e.config().init_bin.is_some() {
+        let b = with_hc(
+            body(&[
+                "sh",
+                "-c",
+                "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$",
+            ]),
+            |h| h.init = Some(true),
+        );
+        let (code, out) = run(&e, b);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.starts_with("/sbin/docker-init -- sh"), "{out}");
+        assert_ne!(out.lines().nth(1), Some("1"), "{out}");
+    }
+}
+
+#[test]
+fn anonymous_volumes_from_the_image_go_with_rm_v() {
+    let w = World::new();
+    let e = w.engine();
+    let mut b = body(&["sh", "-c", "cat /data/seed; echo x > /data/y"]);
+    b.config.volumes = Some([("/data".to_string(), Default::default())].into());
+    let id = e.create(None, b).unwrap();
+    e.start(&id).unwrap();
+    assert_eq!(e.wait(&id, WaitCondition::NotRunning).unwrap(), 0);
+    assert_eq!(output(&e, &id), "from the image\n");
+    let mounts = e.inspect(&id).unwrap().mounts.unwrap();
+    assert_eq!(mounts.len(), 1);
+    let name = mounts[0].name.clone().unwrap();
+    assert_eq!(name.len(), 64);
+    assert!(e.volumes().contains(&name));
+    e.remove(&id, false, true).unwrap();
+    assert!(!e.volumes().contains(&name));
+}
