@@ -38,6 +38,19 @@ pub struct EngineConfig {
     pub log_max_file: u32,
     /// A static init for `--init` (tini-static), bind-mounted at /sbin/docker-init.
     pub init_bin: Option<PathBuf>,
+    /// Sets up (and tears down) the network of containers not on the host network.
+    pub network: Option<Arc<dyn NetworkHook>>,
+}
+
+/// What the daemon plugs in to give containers their network (skiff-network): `setup`
+/// runs once the container's namespaces exist and before its process runs; `teardown`
+/// after each exit and at removal. Without a hook a container not on the host network
+/// has a network namespace of its own with nothing configured (not even `lo` up).
+pub trait NetworkHook: Send + Sync + std::fmt::Debug {
+    /// `netns` is the container's network namespace (`/proc/<pid>/ns/net`); the hook may
+    /// also rewrite the container's `hosts` and `resolv.conf` ([`Record::hosts_path`]...).
+    fn setup(&self, rec: &Record, netns: &Path) -> std::result::Result<(), String>;
+    fn teardown(&self, container_id: &str);
 }
 
 impl EngineConfig {
@@ -52,6 +65,7 @@ impl EngineConfig {
             log_max_size: 0,
             log_max_file: 1,
             init_bin: tini.exists().then_some(tini),
+            network: None,
         }
     }
 }
@@ -342,6 +356,11 @@ impl Shared {
             .map_err(io_err(format!("cannot create {}", dir.display())))?;
         let _ = std::fs::remove_file(dir.join(skiff_monitor::EXIT_FILE));
         let tty = st.rec.config.tty.unwrap_or(false);
+        let hook = self
+            .cfg
+            .network
+            .clone()
+            .filter(|_| st.rec.host_config.network_mode.as_deref() != Some("host"));
         let res = monitor::spawn(&monitor::Spawn {
             bin: &self.cfg.monitor_bin,
             id: &id,
@@ -353,8 +372,35 @@ impl Shared {
             log_max_file: st.rec.log_max_file,
             tty,
             stdin: st.rec.config.open_stdin.unwrap_or(false),
-            wait_start,
+            wait_start: wait_start || hook.is_some(),
         });
+        // The network is set up between create and start, in the container's namespace.
+        let res = match (res, hook) {
+            (Ok((mut h, pid)), Some(hook)) => {
+                let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+                let started = hook.setup(&st.rec, &netns).and_then(|()| {
+                    if wait_start {
+                        return Ok(());
+                    }
+                    monitor::command(&dir, "start")
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                });
+                match started {
+                    Ok(()) => {
+                        h.mref.waiting = wait_start;
+                        Ok((h, pid))
+                    }
+                    Err(msg) => {
+                        hook.teardown(&id);
+                        let _ = self.rt.delete(&id, true);
+                        h.reap_blocking();
+                        Err(format!("cannot set up the network: {msg}"))
+                    }
+                }
+            }
+            (res, _) => res,
+        };
         match res {
             Ok((h, pid)) => {
                 st.rec.monitor = Some(h.mref.clone());
@@ -467,6 +513,9 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
         st.rec.state.pid = 0;
         st.rec.monitor = None;
         st.exits += 1;
+        if let Some(n) = sh.cfg.network.as_ref() {
+            n.teardown(&id);
+        }
         let ran = st.started.take().map(|t| t.elapsed()).unwrap_or_default();
         let restart = should_restart(&st.rec);
         if restart {
@@ -596,6 +645,9 @@ fn remove_ctr(sh: &Arc<Shared>, ctr: &Arc<Ctr>, force: bool, volumes: bool) -> R
     drop(st);
     lock(&sh.ctrs).remove(&id);
     let _ = sh.rt.delete(&id, true);
+    if let Some(n) = sh.cfg.network.as_ref() {
+        n.teardown(&id);
+    }
     match sh.cfg.store.remove_rootfs(&id) {
         Ok(()) => {}
         Err(e) if e.kind() == skiff_store::ErrorKind::NotFound => {}

@@ -12,8 +12,9 @@
 //! of those that ended meanwhile. One watcher thread per running container waits for its
 //! exit, applies its restart policy (Docker's backoff) and `--rm`.
 //!
-//! Networking: only `none` and `host` are real; `default`/`bridge` get a network namespace
-//! of their own with nothing configured in it until the network library is wired in.
+//! Networking: `host` shares the host's; every other mode gets a network namespace of its
+//! own, configured by the daemon's [`NetworkHook`] (skiff-network) between the container's
+//! creation and its start. Without a hook nothing is configured in it, not even `lo`.
 //!
 //! Errors: one enum, [`Error`], with [`Error::kind`] for the API's status codes.
 #![forbid(unsafe_code)]
@@ -28,7 +29,7 @@ pub mod spec;
 pub mod volumes;
 
 pub use bollard_stubs::models;
-pub use engine::{parse_signal, Engine, EngineConfig};
+pub use engine::{parse_signal, Engine, EngineConfig, NetworkHook};
 pub use error::{Error, ErrorKind, Result};
 pub use logs::LogStream;
 pub use model::{

@@ -628,3 +628,74 @@ fn anonymous_volumes_from_the_image_go_with_rm_v() {
     e.remove(&id, false, true).unwrap();
     assert!(!e.volumes().contains(&name));
 }
+
+#[derive(Debug, Default)]
+struct FakeNet {
+    fail: bool,
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl skiff_engine::NetworkHook for FakeNet {
+    fn setup(&self, rec: &skiff_engine::Record, netns: &Path) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let theirs = std::fs::metadata(netns).map_err(|e| e.to_string())?.ino();
+        let ours = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        // The container exists but its process has not run yet: nothing logged.
+        let logged = std::fs::metadata(&rec.log_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        self.calls.lock().unwrap().push(format!(
+            "setup own-netns={} logged={logged}",
+            theirs != ours
+        ));
+        if self.fail {
+            return Err("no addresses left".into());
+        }
+        Ok(())
+    }
+
+    fn teardown(&self, id: &str) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("teardown {}", id.len()));
+    }
+}
+
+#[test]
+fn the_network_hook_runs_between_create_and_start() {
+    let w = World::new();
+    let net = std::sync::Arc::new(FakeNet::default());
+    let mut cfg = EngineConfig::new(
+        w.tmp.path().join("data"),
+        w.tmp.path().join("run"),
+        monitor_bin(),
+        w.store.clone(),
+    );
+    cfg.network = Some(net.clone());
+    let e = Engine::open(cfg.clone()).unwrap();
+    assert_eq!(run(&e, body(&["echo", "hi"])), (0, "hi\n".into()));
+    assert_eq!(
+        *net.calls.lock().unwrap(),
+        ["setup own-netns=true logged=0", "teardown 64"]
+    );
+    // The host network needs no hook.
+    net.calls.lock().unwrap().clear();
+    let b = with_hc(body(&["true"]), |h| h.network_mode = Some("host".into()));
+    assert_eq!(run(&e, b).0, 0);
+    assert_eq!(*net.calls.lock().unwrap(), ["teardown 64"]);
+    drop(e);
+    // A failing setup fails the start; the container does not run.
+    let failing = std::sync::Arc::new(FakeNet {
+        fail: true,
+        ..Default::default()
+    });
+    cfg.network = Some(failing);
+    let e = Engine::open(cfg).unwrap();
+    let id = e.create(None, body(&["echo", "never"])).unwrap();
+    let err = e.start(&id).unwrap_err();
+    assert!(err.to_string().contains("no addresses left"), "{err}");
+    let r = e.record(&id).unwrap();
+    assert_eq!(r.state.status, skiff_engine::Status::Created);
+    assert_eq!(output(&e, &id), "");
+}
