@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bollard_stubs::models::{
     ContainerConfig, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
-    ContainerSummary, ContainerTopResponse, HostConfig, RestartPolicyNameEnum,
+    ContainerSummary, ContainerTopResponse, ExecConfig, HostConfig, RestartPolicyNameEnum,
 };
 use nix::sys::signal::Signal;
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use skiff_container::Runtime;
 use skiff_store::Store;
 
 use crate::error::{io_err, rt_err, store_err, Error, Result};
+use crate::exec::ExecProcess;
 use crate::model::{now, CreateBody, Filters, Record, State, Status, WaitCondition};
 use crate::monitor::{self, Handle};
 use crate::volumes::{self, Volumes};
@@ -40,6 +41,9 @@ pub struct EngineConfig {
     pub init_bin: Option<PathBuf>,
     /// Sets up (and tears down) the network of containers not on the host network.
     pub network: Option<Arc<dyn NetworkHook>>,
+    /// The exec helper: a binary and its leading arguments (`skiffd exec-helper`) whose
+    /// `main` calls [`crate::exec_helper_main`] with the remaining arguments.
+    pub exec_helper: Option<(PathBuf, Vec<String>)>,
 }
 
 /// What the daemon plugs in to give containers their network (skiff-network): `setup`
@@ -66,6 +70,7 @@ impl EngineConfig {
             log_max_file: 1,
             init_bin: tini.exists().then_some(tini),
             network: None,
+            exec_helper: None,
         }
     }
 }
@@ -623,6 +628,11 @@ fn remove_ctr(sh: &Arc<Shared>, ctr: &Arc<Ctr>, force: bool, volumes: bool) -> R
         return Ok(());
     }
     let id = st.rec.id.clone();
+    if st.rec.state.status == Status::Removing {
+        return Err(Error::Conflict(format!(
+            "removal of container {id} is already in progress"
+        )));
+    }
     let active = st.rec.state.status.is_running() || st.rec.state.status == Status::Restarting;
     if active && !force {
         return Err(Error::Conflict(format!(
@@ -638,12 +648,14 @@ fn remove_ctr(sh: &Arc<Shared>, ctr: &Arc<Ctr>, force: bool, volumes: bool) -> R
         let _ = sh.rt.delete(&id, true);
         st = wait_exit(ctr, ctr.lock(), gen, Duration::from_secs(15)).0;
     }
-    st.removed = true;
     st.rec.state.status = Status::Removing;
     let rec = st.rec.clone();
-    ctr.cv.notify_all();
+    // Out of the table first (lock order: table, then container), so that a waiter woken
+    // by `removed` no longer finds it.
     drop(st);
     lock(&sh.ctrs).remove(&id);
+    ctr.lock().removed = true;
+    ctr.cv.notify_all();
     let _ = sh.rt.delete(&id, true);
     if let Some(n) = sh.cfg.network.as_ref() {
         n.teardown(&id);
@@ -1456,6 +1468,42 @@ impl Engine {
             .rt
             .stats(&id)
             .map_err(|_| Error::Conflict(format!("Container {id} is not running")))
+    }
+
+    /// Runs a process in a running container (`docker exec`, without a tty for now); its
+    /// stdio are pipes in the returned handle.
+    pub fn exec(&self, name_or_id: &str, cfg: &ExecConfig) -> Result<ExecProcess> {
+        let ctr = self.sh.get(name_or_id)?;
+        let st = ctr.lock();
+        let id = st.rec.id.clone();
+        match st.rec.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(Error::Conflict(format!(
+                    "Container {id} is paused, unpause the container before exec"
+                )))
+            }
+            _ => return Err(Error::Conflict(format!("Container {id} is not running"))),
+        }
+        let helper = self.sh.cfg.exec_helper.as_ref().ok_or_else(|| {
+            Error::Internal("exec is not available: no exec helper is configured".into())
+        })?;
+        let rootfs = self
+            .sh
+            .cfg
+            .store
+            .rootfs(&id)
+            .map_err(store_err("cannot find the rootfs"))?
+            .path;
+        let process = crate::exec::process(&self.sh.rt, &id, &rootfs, cfg)?;
+        drop(st);
+        crate::exec::spawn(
+            helper,
+            &self.sh.rt.root,
+            &id,
+            &process,
+            cfg.attach_stdin.unwrap_or(false),
+        )
     }
 
     /// The names of the local volumes.

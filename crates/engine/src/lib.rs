@@ -21,6 +21,7 @@
 
 mod engine;
 mod error;
+mod exec;
 mod logs;
 mod model;
 mod monitor;
@@ -31,6 +32,7 @@ pub mod volumes;
 pub use bollard_stubs::models;
 pub use engine::{parse_signal, Engine, EngineConfig, NetworkHook};
 pub use error::{Error, ErrorKind, Result};
+pub use exec::{exec_helper_main, ExecProcess};
 pub use logs::LogStream;
 pub use model::{
     CreateBody, Filters, LogEntry, LogsOptions, MonitorRef, Record, State, Status, WaitCondition,

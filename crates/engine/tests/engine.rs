@@ -85,8 +85,12 @@ fn busybox_tar() -> Vec<u8> {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // Every test stops its containers; a rootfs left mounted by a failed test is
-        // unmounted here so the temp dir can go.
+        // Every test stops its containers; what a failed test left running is killed and a
+        // rootfs left mounted unmounted here, so the temp dir can go.
+        let rt = skiff_container::Runtime::new(self.tmp.path().join("run/runtime"));
+        for c in rt.list().unwrap_or_default() {
+            let _ = rt.delete(&c.id, true);
+        }
         for r in self.store.rootfs_list() {
             let _ = self.store.unmount_rootfs(&r.container_id);
         }
@@ -698,4 +702,53 @@ fn the_network_hook_runs_between_create_and_start() {
     let r = e.record(&id).unwrap();
     assert_eq!(r.state.status, skiff_engine::Status::Created);
     assert_eq!(output(&e, &id), "");
+}
+
+#[test]
+fn exec_runs_in_the_container() {
+    let w = World::new();
+    let mut cfg = EngineConfig::new(
+        w.tmp.path().join("data"),
+        w.tmp.path().join("run"),
+        monitor_bin(),
+        w.store.clone(),
+    );
+    cfg.exec_helper = Some((monitor_bin().with_file_name("skiff-exec-helper"), vec![]));
+    let e = Engine::open(cfg).unwrap();
+    let mut b = body(&["sh", "-c", "echo inside > /tmp/mark; sleep 1000"]);
+    b.config.env = Some(vec!["FROM_CTR=1".into()]);
+    let id = e.create(None, b).unwrap();
+    let ec = |cmd: &[&str]| skiff_engine::models::ExecConfig {
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    assert_eq!(
+        e.exec(&id, &ec(&["true"])).unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    e.start(&id).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = ec(&[
+        "sh",
+        "-c",
+        "cat /tmp/mark; echo $FROM_CTR $X; pwd; id -u; echo oops >&2; exit 4",
+    ]);
+    c.env = Some(vec!["X=2".into()]);
+    c.user = Some("bob".into());
+    c.working_dir = Some("/tmp".into());
+    let (code, out, err) = e.exec(&id, &c).unwrap().output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&err), "oops\n");
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (4, "inside\n1 2\n/tmp\n1000\n")
+    );
+    // stdin flows.
+    let mut c = ec(&["cat"]);
+    c.attach_stdin = Some(true);
+    let mut p = e.exec(&id, &c).unwrap();
+    use std::io::Write;
+    p.stdin.as_mut().unwrap().write_all(b"typed\n").unwrap();
+    let (code, out, _) = p.output().unwrap();
+    assert_eq!((code, out), (0, b"typed\n".to_vec()));
+    e.stop(&id, Some(0)).unwrap();
 }
