@@ -121,9 +121,11 @@ pub(crate) fn spawn(
         .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(io_err(format!("cannot run {}", helper.0.display())))?;
+    let spawned = {
+        let _g = crate::monitor::spawn_lock();
+        cmd.spawn()
+    };
+    let mut child = spawned.map_err(io_err(format!("cannot run {}", helper.0.display())))?;
     Ok(ExecProcess {
         stdin: child.stdin.take(),
         stdout: child.stdout.take(),

@@ -67,14 +67,13 @@ pub fn spawn(s: &Spawn<'_>) -> Result<(Handle, i32), String> {
     if s.wait_start {
         cmd.arg("--wait-start");
     }
-    let child = {
-        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = {
+        let _g = spawn_lock();
         let c = cmd.spawn();
         drop(w);
         c.map_err(|e| format!("cannot run {}: {e}", s.bin.display()))?
     };
-    let mut line = String::new();
-    let _ = BufReader::new(std::fs::File::from(r)).read_line(&mut line);
+    let line = read_ready(std::fs::File::from(r), &mut child);
     let pid = child.id() as i32;
     let start_time = skiff_container::state::proc_stat(pid)
         .map(|(_, t)| t)
@@ -98,6 +97,34 @@ pub fn spawn(s: &Spawn<'_>) -> Result<(Handle, i32), String> {
             let mut h = handle;
             h.reap_blocking();
             Err("the monitor ended without reporting".to_string())
+        }
+    }
+}
+
+/// Held while spawning any process that must not inherit a monitor's ready pipe.
+pub(crate) fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The monitor's readiness line. The pipe's write end is inheritable (the monitor gets it
+/// by number), so a process spawned meanwhile by other code may hold it too: do not rely on
+/// EOF, stop once the monitor itself is gone.
+fn read_ready(r: std::fs::File, child: &mut Child) -> String {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut reader = BufReader::new(r);
+    let mut line = String::new();
+    loop {
+        let ready = {
+            let mut fds = [PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN)];
+            matches!(poll(&mut fds, PollTimeout::from(100u16)), Ok(n) if n > 0)
+        };
+        if ready {
+            let _ = reader.read_line(&mut line);
+            return line;
+        }
+        if !matches!(child.try_wait(), Ok(None)) {
+            return line;
         }
     }
 }

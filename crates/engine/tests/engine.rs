@@ -555,7 +555,8 @@ fn pause_top_stats_kill_and_init() {
     let t = Instant::now();
     let procs = loop {
         let procs = e.top(&id).unwrap().processes.unwrap();
-        if procs.len() == 1 || t.elapsed() > Duration::from_secs(3) {
+        let settled = procs.len() == 1 && procs[0][3] == "sleep 1000";
+        if settled || t.elapsed() > Duration::from_secs(3) {
             break procs;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -751,4 +752,19 @@ fn exec_runs_in_the_container() {
     let (code, out, _) = p.output().unwrap();
     assert_eq!((code, out), (0, b"typed\n".to_vec()));
     e.stop(&id, Some(0)).unwrap();
+}
+
+#[test]
+fn a_command_that_cannot_run_fails_the_start() {
+    let w = World::new();
+    let e = w.engine();
+    let id = e.create(None, body(&["/no/such/binary"])).unwrap();
+    let err = e.start(&id).unwrap_err();
+    assert!(err.to_string().contains("/no/such/binary"), "{err}");
+    let st = e.inspect(&id).unwrap().state.unwrap();
+    assert_eq!(st.status.unwrap().to_string(), "created");
+    assert!(st.error.unwrap().contains("/no/such/binary"));
+    assert_eq!(st.exit_code, Some(127));
+    assert!(!w.store.is_rootfs_mounted(&id).unwrap());
+    e.remove(&id, false, false).unwrap();
 }
