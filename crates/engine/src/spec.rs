@@ -505,6 +505,84 @@ mod tests {
         assert!(capabilities(&hc).is_err());
     }
 
+    fn record(hc: HostConfig) -> Record {
+        serde_json::from_value(json!({
+            "Id": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "Name": "/t", "Created": "", "Path": "sh", "Args": ["-c", "true"],
+            "ImageName": "busybox", "Image": "sha256:00", "Config": {"Env": ["PATH=/bin"]},
+            "HostConfig": hc, "State": {"Status": "created", "Pid": 0, "ExitCode": 0,
+            "Error": "", "StartedAt": "", "FinishedAt": "", "OOMKilled": false},
+            "Mounts": [], "RestartCount": 0, "LogPath": "/l", "HostnamePath": "/h",
+            "HostsPath": "/hs", "ResolvConfPath": "/r"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn docker_defaults_and_privileged() {
+        let d = tempfile::tempdir().unwrap();
+        let env = SpecEnv {
+            rootfs: d.path(),
+            init_bin: None,
+        };
+        let s = build(
+            &record(HostConfig {
+                nano_cpus: Some(1_500_000_000),
+                readonly_rootfs: Some(true),
+                ..Default::default()
+            }),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            s["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
+        assert!(s["process"]["capabilities"].get("inheritable").is_none());
+        assert_eq!(
+            s["linux"]["maskedPaths"].as_array().unwrap().len(),
+            MASKED.len()
+        );
+        assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(s["linux"]["resources"]["cpu"]["quota"], 150_000);
+        assert_eq!(s["root"]["readonly"], true);
+        assert_eq!(s["hostname"], "0123456789ab");
+        let etc: Vec<&Value> = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["destination"].as_str().unwrap().starts_with("/etc/"))
+            .collect();
+        assert_eq!(etc.len(), 3);
+        assert!(etc.iter().all(|m| m["options"][2] == "ro"));
+        let s = build(
+            &record(HostConfig {
+                privileged: Some(true),
+                ..Default::default()
+            }),
+            &env,
+        )
+        .unwrap();
+        assert!(s["linux"].get("seccomp").is_none());
+        assert!(s["linux"].get("maskedPaths").is_none());
+        assert_eq!(s["linux"]["resources"]["devices"][0]["allow"], true);
+        assert_eq!(
+            s["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            host_caps().len()
+        );
+        let bad = record(HostConfig {
+            security_opt: Some(vec!["bogus=1".into()]),
+            ..Default::default()
+        });
+        assert!(build(&bad, &env).is_err());
+    }
+
     #[test]
     fn users_resolve_from_the_image() {
         let d = tempfile::tempdir().unwrap();
