@@ -11,12 +11,12 @@
 #   bench/pull.sh --images big                  # only one image (debian | big | debian,big)
 #   ROUNDS=5 bench/pull.sh                      # rounds per image and engine (default 3)
 #
-# Environment: ROUNDS (3), SKIFF_IMAGE, BENCH_DIR (/var/tmp/skiff-bench: image cache, registry
+# Environment: ROUNDS (3), SETTLE (31 s after emptying the stores), SKIFF_IMAGE, BENCH_DIR (/var/tmp/skiff-bench: image cache, registry
 # storage, run directory), DEBIAN_MIRROR (http://deb.debian.org/debian), CARGO_TARGET_DIR.
 #
 # Every round, for each image, runs skiff and docker one after the other (alternating which goes
-# first), each into an empty image store: skiff gets a fresh --data-root, dockerd gets
-# `docker rmi` + `docker system prune -af`. Nothing else is dropped (registry blobs stay in the
+# first), into image stores emptied at the start of the round (skiff: `rmi -f`, `prune -a`, `gc`;
+# dockerd: `docker rmi` + `docker system prune -af`) and then left SETTLE (31) seconds. Nothing else is dropped (registry blobs stay in the
 # page cache, warmed before the first round); `sync` runs before each timed pull. The registry
 # (Debian's docker-registry, plain HTTP on a free 127.0.0.1 port) and a private dockerd (own
 # data root, exec root, socket, pidfile; no bridge, no iptables) are started here and stopped on
@@ -341,9 +341,7 @@ RES=$RUN/results.tsv # image engine round seconds peak_kib extra
 
 run_docker() { # image round
     local img=$1 r=$2 t0 t1 base hwm0 hwm1 peak rss_sum peak_d helpers
-    dk rmi -f "${REF[$img]}" >/dev/null 2>&1 || true
-    dk system prune -af >/dev/null
-    [ -z "$(dk images -q)" ] || die "docker still has images after the prune"
+    ! dk image inspect "${REF[$img]}" >/dev/null 2>&1 || die "docker still has ${REF[$img]} before the pull"
     sync
     base=$(awk '$1 == "Pss:" {print $2}' "/proc/$DOCKERD_PID/smaps_rollup")
     hwm0=$(vm_kib "$DOCKERD_PID" VmHWM)
@@ -362,10 +360,33 @@ run_docker() { # image round
     fi
 }
 
+SKIFF_ROOT=$RUN/skiff-root
+# Like dockerd's, skiff's store lives for the whole run and is emptied before each image.
+empty_stores() {
+    local img
+    if has "$ENGINES" docker; then
+        for img in ${IMAGES//,/ }; do dk rmi -f "${REF[$img]}" >/dev/null 2>&1 || true; done
+        dk system prune -af >/dev/null
+    fi
+    if has "$ENGINES" skiff; then
+        mkdir -p "$SKIFF_ROOT"
+        for img in ${IMAGES//,/ }; do
+            "$SKIFF" --data-root "$SKIFF_ROOT" rmi -f "${REF[$img]}" >/dev/null 2>&1 || true
+        done
+        "$SKIFF" --data-root "$SKIFF_ROOT" prune -a >/dev/null 2>&1 || true
+        "$SKIFF" --data-root "$SKIFF_ROOT" gc >/dev/null
+    fi
+    sync
+    # On an ext4 without a journal (this CI machine's) the inode allocator skips inodes freed
+    # less than ~30 s ago, looking each one up: a pull right after deleting thousands of files
+    # spends most of its time there. Both engines get the same settled filesystem.
+    sleep "${SETTLE:-31}"
+}
+
 run_skiff() { # image round
-    local img=$1 r=$2 t0 t1 root=$RUN/skiff-root
-    rm -rf --one-file-system "$root"
-    mkdir -p "$root"
+    local img=$1 r=$2 t0 t1 root=$SKIFF_ROOT
+    ! "$SKIFF" --data-root "$root" inspect "${REF[$img]}" >/dev/null 2>&1 ||
+        die "skiff still has ${REF[$img]} before the pull"
     sync
     t0=$(now_ns)
     if ! /usr/bin/time -f %M -o "$RUN/skiff-time" "$SKIFF" --data-root "$root" --insecure-registry "$REG" \
@@ -379,12 +400,12 @@ run_skiff() { # image round
     if [ "$r" = 1 ]; then
         say "  skiff: $img is $(du -sm "$root" | cut -f1) MiB in its data root"
     fi
-    rm -rf --one-file-system "$root"
 }
 
 # --- rounds -------------------------------------------------------------------------------------
 say "$ROUNDS round(s); engines: $ENGINES; images: $IMAGES"
 for r in $(seq "$ROUNDS"); do
+    empty_stores
     for img in ${IMAGES//,/ }; do
         if [ $((r % 2)) = 1 ]; then order="skiff docker"; else order="docker skiff"; fi
         for e in $order; do

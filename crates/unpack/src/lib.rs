@@ -221,9 +221,12 @@ pub fn unpack(
     // A few chunks in flight bound the memory.
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_CHUNKS);
-        let producer = s.spawn(move || produce(reader, compression, &tx));
+        // Used chunks go back to the producer instead of being freed and zeroed again.
+        let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_CHUNKS + 2);
+        let producer = s.spawn(move || produce(reader, compression, &tx, &back_rx));
         let archive = tar::Archive::new(ChannelReader {
             rx,
+            back: back_tx,
             cur: Vec::new(),
             pos: 0,
         });
@@ -272,6 +275,7 @@ fn produce(
     reader: impl Read,
     compression: Compression,
     tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    back: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<(u64, String), Error> {
     let fail = |tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>| {
         let _ = tx.send(Err(io::Error::other("the layer stream failed")));
@@ -289,7 +293,8 @@ fn produce(
         bytes: 0,
     };
     loop {
-        let mut buf = vec![0u8; PIPELINE_CHUNK];
+        let mut buf = back.try_recv().unwrap_or_default();
+        buf.resize(PIPELINE_CHUNK, 0);
         let n = match hashing.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -314,6 +319,7 @@ fn produce(
 /// The tar stage's end of the pipeline.
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
 }
@@ -329,7 +335,10 @@ impl Read for ChannelReader {
             }
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.cur = chunk;
+                    let used = std::mem::replace(&mut self.cur, chunk);
+                    if used.capacity() > 0 {
+                        let _ = self.back.try_send(used);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
