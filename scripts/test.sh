@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh test
 export RUST_BACKTRACE=1
+# deps.sh installed the registry and its tools: the registry tests must not skip.
+export SKIFF_REQUIRE_REGISTRY=1
 log=$(mktemp /tmp/skiff-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 run() { "$@" 2>&1 | tee -a "$log"; }
@@ -19,6 +21,7 @@ run bash scripts/v2vm/run-cgroup-tests.sh
 run bash scripts/v2vm/run-runtime-tests.sh
 echo "== unit and integration tests (this host: hybrid cgroups)"
 run cargo test --workspace --all-targets -- --test-threads=2
+run cargo test --workspace --doc
 
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')

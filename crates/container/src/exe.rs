@@ -44,8 +44,9 @@ pub enum ExeError {
 /// How the running binary is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sealing {
-    /// Runs from a read-only overlayfs (or another read-only overlay mount).
-    ReadOnlyOverlay,
+    /// Runs from a read-only mount: our detached overlayfs, or a binary installed on a
+    /// read-only filesystem (then no copy is needed at all).
+    ReadOnlyMount,
     /// Runs from a memfd with write, grow and shrink seals.
     SealedMemfd,
     /// Runs straight from a writable file.
@@ -63,11 +64,8 @@ pub fn sealing() -> Sealing {
         }
     }
     match nix::sys::statfs::statfs(SELF_EXE) {
-        Ok(st)
-            if st.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC
-                && st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) =>
-        {
-            Sealing::ReadOnlyOverlay
+        Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => {
+            Sealing::ReadOnlyMount
         }
         _ => Sealing::None,
     }

@@ -16,6 +16,7 @@
 //! once the container is created, or `error <message>\n`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod logfile;
 pub mod protocol;
 mod serve;

@@ -140,6 +140,25 @@ fn write_exit(dir: &Path, st: &ExitStatus) -> Result<(), Error> {
     std::fs::rename(&tmp, dir.join(EXIT_FILE)).map_err(io_err("cannot write exit.json"))
 }
 
+/// The container could not run: say why on the ready pipe (if still unanswered) and in
+/// exit.json.
+fn failed(
+    dir: &Path,
+    ready: &mut Option<std::fs::File>,
+    e: &skiff_container::Error,
+) -> Result<ExitStatus, Error> {
+    let msg = chain(e);
+    report_ready(ready, &format!("error {}\n", msg.replace('\n', " ")));
+    let st = ExitStatus {
+        exit_code: 128,
+        oom_killed: false,
+        finished_at: now(),
+        error: msg,
+    };
+    write_exit(dir, &st)?;
+    Ok(st)
+}
+
 fn now() -> String {
     crate::logfile::rfc3339_nanos(SystemTime::now())
 }
@@ -237,18 +256,7 @@ pub fn run(mut cfg: Config) -> Result<ExitStatus, Error> {
     drop(keep_for_child);
     let rec = match created {
         Ok(r) => r,
-        Err(e) => {
-            let msg = chain(&e);
-            report_ready(&mut ready, &format!("error {}\n", msg.replace('\n', " ")));
-            let st = ExitStatus {
-                exit_code: 128,
-                oom_killed: false,
-                finished_at: now(),
-                error: msg,
-            };
-            write_exit(&cfg.dir, &st)?;
-            return Ok(st);
-        }
+        Err(e) => return failed(&cfg.dir, &mut ready, &e),
     };
     if let Some(sock) = console_mine {
         match skiff_container::console::receive_master(sock.as_fd()) {
@@ -262,16 +270,7 @@ pub fn run(mut cfg: Config) -> Result<ExitStatus, Error> {
             }
             Err(e) => {
                 let _ = rt.delete_record(&rec, true);
-                let msg = chain(&e);
-                report_ready(&mut ready, &format!("error {msg}\n"));
-                let st = ExitStatus {
-                    exit_code: 128,
-                    oom_killed: false,
-                    finished_at: now(),
-                    error: msg,
-                };
-                write_exit(&cfg.dir, &st)?;
-                return Ok(st);
+                return failed(&cfg.dir, &mut ready, &e);
             }
         }
     }

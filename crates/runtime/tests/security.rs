@@ -11,22 +11,7 @@ use common::{id, Bundle, Rt, BIN};
 use serde_json::{json, Value};
 
 /// Docker's default capability set (what `docker run` grants).
-const DOCKER_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+const DOCKER_CAPS: &[&str] = &skiff_seccomp::DOCKER_DEFAULT_CAPS;
 
 fn docker_confined(b: &mut Bundle) {
     let caps = json!(DOCKER_CAPS);
@@ -272,6 +257,22 @@ fn proc_and_sys_as_symlinks_are_refused_cve_2019_16884() {
     }
 }
 
+/// Replaces the spec's /dev tmpfs with a bind of `dev` (a directory the attacker controls),
+/// first in the mount list so that /dev/pts and friends land on it.
+fn dev_from(b: &mut Bundle, dev: &Path) {
+    let mut mounts =
+        vec![json!({"destination": "/dev", "type": "bind", "source": dev, "options": ["rbind"]})];
+    mounts.extend(
+        b.config["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["destination"] != "/dev")
+            .cloned(),
+    );
+    b.set("/mounts", json!(mounts));
+}
+
 #[test]
 fn a_fake_dev_null_or_console_is_refused_cve_2025_31133_52565() {
     let rt = Rt::new();
@@ -282,18 +283,7 @@ fn a_fake_dev_null_or_console_is_refused_cve_2025_31133_52565() {
     let dev = b.rootfs().join("hostile-dev");
     std::fs::create_dir(&dev).unwrap();
     std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", dev.join("null")).unwrap();
-    let mounts: Vec<Value> = b.config["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["destination"] != "/dev")
-        .cloned()
-        .collect();
-    b.set("/mounts", json!(mounts));
-    b.push(
-        "/mounts",
-        json!({"destination": "/dev", "type": "bind", "source": dev, "options": ["rbind"]}),
-    );
+    dev_from(&mut b, &dev);
     b.args(&[
         "sh",
         "-c",
@@ -330,19 +320,7 @@ fn a_fake_dev_null_or_console_is_refused_cve_2025_31133_52565() {
     std::fs::create_dir(dev.join("pts")).unwrap();
     std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx")).unwrap();
     std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", dev.join("console")).unwrap();
-    let mounts: Vec<Value> = b.config["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["destination"] != "/dev")
-        .cloned()
-        .collect();
-    b.set("/mounts", json!(mounts));
-    // Before devpts (/dev/pts) so that the pts mount lands on the bound /dev.
-    let mut all =
-        vec![json!({"destination": "/dev", "type": "bind", "source": dev, "options": ["rbind"]})];
-    all.extend(mounts);
-    b.set("/mounts", json!(all));
+    dev_from(&mut b, &dev);
     let sock_dir = tempfile::tempdir().unwrap();
     let sock = sock_dir.path().join("console.sock");
     // Connections queue in the backlog; nothing needs to accept them.

@@ -58,7 +58,7 @@
 //!     parent_chain: Option<&Digest>,
 //!     blob: &Digest,
 //!     diff_id: &Digest,
-//!     download: impl Read,
+//!     download: impl Read + Send,
 //! ) -> skiff_store::Result<()> {
 //!     let chain = skiff_store::chain_id(parent_chain, diff_id);
 //!     lease.protect_blob(blob);

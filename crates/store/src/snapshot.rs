@@ -154,7 +154,7 @@ impl Store {
         &self,
         parent: Option<&Digest>,
         diff_id: &Digest,
-        reader: impl Read,
+        reader: impl Read + Send,
         compression: Compression,
     ) -> Result<Snapshot> {
         if diff_id.algorithm() != Algorithm::Sha256 {

@@ -202,7 +202,7 @@ pub fn decompressor<'a, R: Read + 'a>(
 /// uncompressed stream is returned in [`Stats::diff_id`] for the caller to verify; on error
 /// `dest` is left partly written and should be discarded.
 pub fn unpack(
-    reader: impl Read,
+    reader: impl Read + Send,
     compression: Compression,
     dest: &Path,
     opts: &Options,
@@ -216,34 +216,127 @@ pub fn unpack(
         path: dest.to_owned(),
         source: e.into(),
     })?;
-    let hashing = HashingReader {
-        inner: decompressor(reader, compression)?,
+    // Two stages on two threads: reading (the network, a tee into the content store),
+    // decompressing and hashing on one; parsing the tar and making the files on the other.
+    // A few chunks in flight bound the memory.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_CHUNKS);
+        let producer = s.spawn(move || produce(reader, compression, &tx));
+        let archive = tar::Archive::new(ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        });
+        let mut unpacker = Unpacker {
+            root,
+            opts,
+            dir_times: Vec::new(),
+            entries: 0,
+            whiteouts: 0,
+        };
+        let mut apply = |mut archive: tar::Archive<ChannelReader>| -> Result<(), Error> {
+            for entry in archive.entries().map_err(Error::Read)? {
+                let mut entry = entry.map_err(Error::Read)?;
+                unpacker.apply(&mut entry)?;
+            }
+            unpacker.finish_dir_times()?;
+            // The diffID covers the whole stream, including the padding after the
+            // end-of-archive blocks that the tar reader does not consume.
+            io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(Error::Read)?;
+            Ok(())
+        };
+        // Consumes the archive: its end of the channel closes, which stops the producer if
+        // the tar stage stopped early.
+        let applied = apply(archive);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Read(io::Error::other("the layer reader panicked"))));
+        // A failed stream explains a failed unpack better than the unpack's own error.
+        let (bytes, diff_id) = produced?;
+        applied?;
+        Ok(Stats {
+            entries: unpacker.entries,
+            bytes,
+            whiteouts: unpacker.whiteouts,
+            diff_id,
+        })
+    })
+}
+
+const PIPELINE_CHUNKS: usize = 8;
+const PIPELINE_CHUNK: usize = 256 * 1024;
+
+/// The reading stage: decompressed, hashed chunks into `tx` until the end of the stream.
+/// Returns the stream's length and `sha256:` digest.
+fn produce(
+    reader: impl Read,
+    compression: Compression,
+    tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> Result<(u64, String), Error> {
+    let fail = |tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>| {
+        let _ = tx.send(Err(io::Error::other("the layer stream failed")));
+    };
+    let inner = match decompressor(reader, compression) {
+        Ok(d) => d,
+        Err(e) => {
+            fail(tx);
+            return Err(e);
+        }
+    };
+    let mut hashing = HashingReader {
+        inner,
         hasher: Sha256::new(),
         bytes: 0,
     };
-    let mut archive = tar::Archive::new(hashing);
-    let mut unpacker = Unpacker {
-        root,
-        opts,
-        dir_times: Vec::new(),
-        entries: 0,
-        whiteouts: 0,
-    };
-    for entry in archive.entries().map_err(Error::Read)? {
-        let mut entry = entry.map_err(Error::Read)?;
-        unpacker.apply(&mut entry)?;
+    loop {
+        let mut buf = vec![0u8; PIPELINE_CHUNK];
+        let n = match hashing.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                fail(tx);
+                return Err(Error::Read(e));
+            }
+        };
+        buf.truncate(n);
+        if tx.send(Ok(buf)).is_err() {
+            // The tar stage stopped (its own error is the answer); do not read on.
+            return Ok((hashing.bytes, String::new()));
+        }
     }
-    unpacker.finish_dir_times()?;
-    // The diffID covers the whole stream, including the padding after the end-of-archive
-    // blocks that the tar reader does not consume.
-    let mut hashing = archive.into_inner();
-    io::copy(&mut hashing, &mut io::sink()).map_err(Error::Read)?;
-    Ok(Stats {
-        entries: unpacker.entries,
-        bytes: hashing.bytes,
-        whiteouts: unpacker.whiteouts,
-        diff_id: format!("sha256:{:x}", hashing.hasher.finalize()),
-    })
+    Ok((
+        hashing.bytes,
+        format!("sha256:{:x}", hashing.hasher.finalize()),
+    ))
+}
+
+/// The tar stage's end of the pipeline.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos < self.cur.len() {
+                let n = buf.len().min(self.cur.len() - self.pos);
+                buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+    }
 }
 
 /// A cleaned relative path: no empty, `.` or `..` components.

@@ -1,0 +1,178 @@
+//! `docker exec`: a new process in a running container. The runtime's exec forks, which a
+//! multi-threaded daemon must not do, so it runs in a small helper process (the daemon's
+//! own binary re-executed, as moby's `reexec` does): [`exec_helper_main`].
+
+use std::io::Read;
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+
+use bollard_stubs::models::ExecConfig;
+use serde_json::json;
+
+use crate::error::{io_err, rt_err, Error, Result};
+
+/// The environment variable the helper gets its process description from.
+pub const PROCESS_ENV: &str = "SKIFF_EXEC_PROCESS";
+
+/// A running exec: the helper process, with its stdio pipes.
+#[derive(Debug)]
+pub struct ExecProcess {
+    child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+}
+
+impl ExecProcess {
+    /// The helper's pid (the exec'd process is its child).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process; its exit code (128+N for a signal).
+    pub fn wait(&mut self) -> Result<i64> {
+        drop(self.stdin.take());
+        let st = self.child.wait().map_err(io_err("cannot wait for exec"))?;
+        Ok(st
+            .code()
+            .map(i64::from)
+            .or_else(|| {
+                std::os::unix::process::ExitStatusExt::signal(&st).map(|s| 128 + i64::from(s))
+            })
+            .unwrap_or(128))
+    }
+
+    /// Reads stdout and stderr to their ends and waits: (exit code, stdout, stderr).
+    pub fn output(mut self) -> Result<(i64, Vec<u8>, Vec<u8>)> {
+        drop(self.stdin.take());
+        let mut err = Vec::new();
+        let stderr = self.stderr.take();
+        let t = std::thread::spawn(move || {
+            if let Some(mut e) = stderr {
+                let _ = e.read_to_end(&mut err);
+            }
+            err
+        });
+        let mut out = Vec::new();
+        if let Some(mut o) = self.stdout.take() {
+            let _ = o.read_to_end(&mut out);
+        }
+        let err = t.join().unwrap_or_default();
+        Ok((self.wait()?, out, err))
+    }
+}
+
+/// The OCI process of an exec: the container's process with the exec's command, env,
+/// working dir and user.
+pub(crate) fn process(
+    rt: &skiff_container::Runtime,
+    id: &str,
+    rootfs: &std::path::Path,
+    cfg: &ExecConfig,
+) -> Result<serde_json::Value> {
+    let cmd = cfg.cmd.clone().unwrap_or_default();
+    if cmd.is_empty() {
+        return Err(Error::InvalidInput("No exec command specified".into()));
+    }
+    if cfg.tty.unwrap_or(false) {
+        return Err(Error::InvalidInput(
+            "exec with a tty is not supported yet".into(),
+        ));
+    }
+    let p = rt
+        .spec_process(id)
+        .map_err(rt_err(format!("cannot read the process of {id}")))?;
+    let mut v = serde_json::to_value(&p)
+        .map_err(|e| Error::Internal(format!("cannot encode a process: {e}")))?;
+    v["args"] = json!(cmd);
+    v["terminal"] = json!(false);
+    let mut env: Vec<String> = serde_json::from_value(v["env"].clone()).unwrap_or_default();
+    for kv in cfg.env.iter().flatten() {
+        let key = kv.split('=').next().unwrap_or("");
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    v["env"] = json!(env);
+    if let Some(w) = cfg.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        v["cwd"] = json!(w);
+    }
+    if let Some(u) = cfg.user.as_deref().filter(|u| !u.is_empty()) {
+        let (uid, gid, extra) = crate::spec::resolve_user(rootfs, u)?;
+        v["user"] = json!({"uid": uid, "gid": gid, "additionalGids": extra});
+    }
+    if cfg.privileged.unwrap_or(false) {
+        let caps = crate::spec::host_caps();
+        v["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    }
+    Ok(v)
+}
+
+pub(crate) fn spawn(
+    helper: &(std::path::PathBuf, Vec<String>),
+    runtime_root: &std::path::Path,
+    id: &str,
+    process: &serde_json::Value,
+    stdin: bool,
+) -> Result<ExecProcess> {
+    let mut cmd = Command::new(&helper.0);
+    cmd.args(&helper.1)
+        .arg(runtime_root)
+        .arg(id)
+        .env(PROCESS_ENV, process.to_string())
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let spawned = {
+        let _g = crate::monitor::spawn_lock();
+        cmd.spawn()
+    };
+    let mut child = spawned.map_err(io_err(format!("cannot run {}", helper.0.display())))?;
+    Ok(ExecProcess {
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+        child,
+    })
+}
+
+/// The helper's `main`: `args` are `<runtime root> <container id>`, the process comes in
+/// [`PROCESS_ENV`]. Runs it in the container with this process's stdio, forwards signals,
+/// and returns its exit code (125 when the exec itself failed, message on stderr).
+pub fn exec_helper_main(args: &[String]) -> i32 {
+    let fail = |msg: String| {
+        eprintln!("exec failed: {msg}");
+        125
+    };
+    let [root, id] = args else {
+        return fail("usage: <runtime root> <container id>".into());
+    };
+    let process: oci_spec::runtime::Process = match std::env::var(PROCESS_ENV)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => return fail(format!("no valid {PROCESS_ENV}: {e}")),
+    };
+    use skiff_container::foreground;
+    if let Err(e) = foreground::become_subreaper().and_then(|()| foreground::block_signals()) {
+        return fail(skiff_container::chain(&e));
+    }
+    let rt = skiff_container::Runtime::new(root);
+    let pid = match rt.exec(
+        id,
+        skiff_container::ExecOptions {
+            process,
+            pid_file: None,
+            console_socket: None,
+            console_fd: None,
+            preserve_fds: 0,
+            ignore_paused: false,
+        },
+    ) {
+        Ok(p) => p,
+        Err(e) => return fail(skiff_container::chain(&e)),
+    };
+    match foreground::wait(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(code) => code,
+        Err(e) => fail(skiff_container::chain(&e)),
+    }
+}
