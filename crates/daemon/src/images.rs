@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bollard_stubs::models::{
-    ImageDeleteResponseItem, ImageHistoryResponseItem, ImagePruneResponse, ImageSummary,
+    HistoryResponseItem, ImageDeleteResponseItem, ImagePruneResponse, ImageSummary,
 };
 use bytes::Bytes;
 use hyper::{HeaderMap, Response, StatusCode};
@@ -64,8 +64,8 @@ pub(crate) fn summaries(store: &Store) -> Vec<(ImageSummary, Image)> {
                 shared_size: -1,
                 labels,
                 containers: -1,
+                virtual_size: Some(size_i64(size)),
                 manifests: None,
-                descriptor: None,
             },
             img,
         ));
@@ -231,7 +231,7 @@ pub(crate) async fn history(state: &Arc<State>, name: &str) -> Result<Response<B
         let hist = store.history(&name)?;
         Ok(hist
             .into_iter()
-            .map(|h| ImageHistoryResponseItem {
+            .map(|h| HistoryResponseItem {
                 id: h
                     .id
                     .as_ref()

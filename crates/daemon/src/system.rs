@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard_stubs::models::{SystemVersion, SystemVersionComponents, SystemVersionPlatform};
+use bollard_stubs::models::{SystemVersion, SystemVersionPlatform};
 use bytes::Bytes;
 use hyper::Response;
 use serde_json::json;
@@ -43,17 +43,15 @@ pub(crate) fn version(_state: &State) -> Response<Body> {
         ("Experimental", "false"),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+    .collect::<serde_json::Map<_, _>>();
     let v = SystemVersion {
         platform: Some(SystemVersionPlatform {
             name: format!("Skiff Engine {VERSION}"),
         }),
-        components: Some(vec![SystemVersionComponents {
-            name: "Engine".into(),
-            version: VERSION.into(),
-            details: Some(details),
-        }]),
+        // bollard-stubs 1.47 types `Details` as a map of units, so the
+        // components are filled in as JSON below.
+        components: None,
         version: Some(VERSION.into()),
         api_version: Some(API_VERSION.into()),
         min_api_version: Some(MIN_API_VERSION.into()),
@@ -65,6 +63,12 @@ pub(crate) fn version(_state: &State) -> Response<Body> {
         experimental: Some(false),
         build_time: Some(String::new()),
     };
+    let mut v = serde_json::to_value(&v).unwrap_or_default();
+    v["Components"] = serde_json::json!([{
+        "Name": "Engine",
+        "Version": VERSION,
+        "Details": details,
+    }]);
     http::json(hyper::StatusCode::OK, &v)
 }
 
