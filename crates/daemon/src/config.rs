@@ -11,6 +11,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/skiff/daemon.json";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/skiff";
 /// The default API socket.
 pub const DEFAULT_SOCKET: &str = "/run/skiff/skiff.sock";
+/// The default state folder of running containers (runtime state, monitor sockets).
+pub const DEFAULT_EXEC_ROOT: &str = "/run/skiff";
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,8 @@ pub enum ConfigError {
 pub struct FileConfig {
     /// Where images, volumes and containers live.
     pub data_root: Option<PathBuf>,
+    /// Where the state of running containers lives (a tmpfs: `/run/skiff`).
+    pub exec_root: Option<PathBuf>,
     /// Registries reachable over plain HTTP (`host:port` or CIDR).
     #[serde(default)]
     pub insecure_registries: Vec<String>,
@@ -108,6 +112,10 @@ impl FileConfig {
 pub struct Config {
     /// The data root.
     pub data_root: PathBuf,
+    /// The state of running containers: the runtime's state and the monitors' sockets.
+    pub exec_root: PathBuf,
+    /// The `skiff-monitor` binary (`None`: the one next to the running executable).
+    pub monitor_bin: Option<PathBuf>,
     /// Sockets to listen on.
     pub sockets: Vec<PathBuf>,
     /// Registries reachable over plain HTTP.
@@ -129,10 +137,17 @@ pub struct Config {
 impl Config {
     /// Settings for a daemon on `socket` with data under `data_root`, everything else default
     /// (what tests use).
+    /// The exec root is `run` next to the socket.
     pub fn new(data_root: impl Into<PathBuf>, socket: impl Into<PathBuf>) -> Config {
+        let socket = socket.into();
+        let exec_root = socket
+            .parent()
+            .map_or_else(|| PathBuf::from(DEFAULT_EXEC_ROOT), |d| d.join("run"));
         Config {
             data_root: data_root.into(),
-            sockets: vec![socket.into()],
+            exec_root,
+            monitor_bin: None,
+            sockets: vec![socket],
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
             log_level: "info".into(),
@@ -148,6 +163,7 @@ impl Config {
         file: FileConfig,
         cli_hosts: &[String],
         cli_data_root: Option<PathBuf>,
+        cli_exec_root: Option<PathBuf>,
         cli_log_level: Option<String>,
     ) -> Result<Config, ConfigError> {
         let hosts: Vec<String> = if cli_hosts.is_empty() {
@@ -189,6 +205,10 @@ impl Config {
             data_root: cli_data_root
                 .or(file.data_root)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT)),
+            exec_root: cli_exec_root
+                .or(file.exec_root)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_EXEC_ROOT)),
+            monitor_bin: None,
             sockets,
             insecure_registries: file.insecure_registries,
             registry_mirrors: file.registry_mirrors,
@@ -227,8 +247,9 @@ mod tests {
                 "log-level":"debug","hosts":["unix:///tmp/s.sock"],"max-concurrent-downloads":2}"#,
         )
         .unwrap();
-        let c = Config::resolve(c, &[], None, None).unwrap();
+        let c = Config::resolve(c, &[], None, None, None).unwrap();
         assert_eq!(c.data_root, PathBuf::from("/d"));
+        assert_eq!(c.exec_root, PathBuf::from(DEFAULT_EXEC_ROOT));
         assert_eq!(c.sockets, vec![PathBuf::from("/tmp/s.sock")]);
         assert_eq!(c.insecure_registries, vec!["r:5000".to_owned()]);
         assert_eq!(c.log_level, "debug");
@@ -248,10 +269,19 @@ mod tests {
             &["tcp://0.0.0.0:2375".into()],
             None,
             None,
+            None,
         )
         .unwrap_err();
         assert!(e.to_string().contains("no TCP listener"), "{e}");
-        let c = Config::resolve(FileConfig::default(), &[], Some("/x".into()), None).unwrap();
+        let c = Config::resolve(
+            FileConfig::default(),
+            &[],
+            Some("/x".into()),
+            Some("/r".into()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.exec_root, PathBuf::from("/r"));
         assert_eq!(c.sockets, vec![PathBuf::from(DEFAULT_SOCKET)]);
     }
 }

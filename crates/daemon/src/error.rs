@@ -148,6 +148,28 @@ impl From<VolumeError> for ApiError {
     }
 }
 
+impl From<skiff_engine::Error> for ApiError {
+    fn from(e: skiff_engine::Error) -> ApiError {
+        use skiff_engine::{Error, ErrorKind};
+        let status = match e.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        match e {
+            // Docker's wording ("No such container: x", "No such image: x"): the CLI's
+            // pull-on-create and `inspect`'s fall-through match on the 404.
+            Error::NoSuchContainer(_) | Error::NoSuchImage(_) => {
+                ApiError::new(status, e.to_string())
+            }
+            // The CLI maps a start failure's text to 127/126: Docker reports it as 400.
+            Error::Start { .. } => ApiError::bad_request(chain(&e)),
+            _ => ApiError::new(status, chain(&e)),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> ApiError {
         ApiError::internal(format!("a worker task failed: {e}"))
@@ -163,6 +185,19 @@ mod tests {
         let e: ApiError = skiff_store::Error::ImageNotFound("busybox".into()).into();
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert_eq!(e.body(), r#"{"message":"No such image: busybox"}"#);
+    }
+
+    #[test]
+    fn engine_errors_map_to_docker_statuses() {
+        let e: ApiError = skiff_engine::Error::NoSuchContainer("c1".into()).into();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert_eq!(e.message, "No such container: c1");
+        let e: ApiError = skiff_engine::Error::NoSuchImage("bb".into()).into();
+        assert_eq!(e.body(), r#"{"message":"No such image: bb"}"#);
+        let e: ApiError = skiff_engine::Error::Conflict("name in use".into()).into();
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        let e: ApiError = skiff_engine::Error::InvalidInput("bad".into()).into();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -31,6 +31,7 @@
 #![recursion_limit = "256"]
 
 pub mod config;
+mod containers;
 pub mod error;
 pub mod events;
 pub mod http;
@@ -60,6 +61,8 @@ use crate::volumes::VolumeStore;
 pub const API_VERSION: &str = "1.47";
 /// The oldest API version served.
 pub const MIN_API_VERSION: &str = "1.24";
+/// The hidden first argument that makes `skiffd` the engine's exec helper.
+pub const EXEC_HELPER_ARG: &str = "exec-helper";
 /// The engine version reported by `/version` and the `Server` header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -73,11 +76,14 @@ pub enum DaemonError {
         path: std::path::PathBuf,
         /// The store's error.
         #[source]
-        source: skiff_store::Error,
+        source: Box<skiff_store::Error>,
     },
     /// The volume folder could not be opened.
     #[error("opening the volume store failed")]
     Volumes(#[source] volumes::VolumeError),
+    /// The container engine could not be opened.
+    #[error("opening the container engine failed")]
+    Engine(#[source] Box<skiff_engine::Error>),
     /// The registry settings are invalid.
     #[error("the registry settings are invalid")]
     Registry(#[source] skiff_registry::Error),
@@ -102,6 +108,8 @@ pub(crate) struct State {
     pub(crate) registry: skiff_registry::Config,
     pub(crate) client: skiff_registry::Client,
     pub(crate) events: Events,
+    pub(crate) engine: Arc<skiff_engine::Engine>,
+    pub(crate) execs: containers::Execs,
     pub(crate) id: String,
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
@@ -143,7 +151,7 @@ impl Daemon {
         }
         let store = Store::open(root, opts).map_err(|source| DaemonError::Store {
             path: root.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let volumes = VolumeStore::open(root).map_err(DaemonError::Volumes)?;
         let registry = skiff_registry::Config {
@@ -158,6 +166,7 @@ impl Daemon {
         let client =
             skiff_registry::Client::new(registry.clone()).map_err(DaemonError::Registry)?;
         let id = engine_id(root)?;
+        let engine = open_engine(&config, &store)?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(Daemon {
             state: Arc::new(State {
@@ -167,6 +176,8 @@ impl Daemon {
                 registry,
                 client,
                 events: Events::default(),
+                engine: Arc::new(engine),
+                execs: containers::Execs::default(),
                 id,
                 shutdown,
                 shutdown_tx,
@@ -197,6 +208,32 @@ impl Daemon {
     pub fn store(&self) -> &Store {
         &self.state.store
     }
+}
+
+/// Opens the container engine: `skiff-monitor` from next to this executable (unless the
+/// configuration names one), `skiffd exec-helper` as the exec helper.
+fn open_engine(config: &Config, store: &Store) -> Result<skiff_engine::Engine, DaemonError> {
+    let exe = std::env::current_exe().map_err(|source| DaemonError::Io {
+        op: "locating",
+        path: "/proc/self/exe".into(),
+        source,
+    })?;
+    let monitor_bin = config.monitor_bin.clone().unwrap_or_else(|| {
+        exe.parent()
+            .unwrap_or_else(|| Path::new("/"))
+            .join("skiff-monitor")
+    });
+    if !monitor_bin.exists() {
+        tracing::warn!(path = %monitor_bin.display(), "skiff-monitor not found: containers cannot start");
+    }
+    let mut cfg = skiff_engine::EngineConfig::new(
+        config.data_root.clone(),
+        config.exec_root.clone(),
+        monitor_bin,
+        store.clone(),
+    );
+    cfg.exec_helper = Some((exe, vec![EXEC_HELPER_ARG.to_owned()]));
+    skiff_engine::Engine::open(cfg).map_err(|e| DaemonError::Engine(Box::new(e)))
 }
 
 /// The engine ID, kept in `<data-root>/engine-id` (made on first start).

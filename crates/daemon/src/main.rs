@@ -17,6 +17,9 @@ struct Args {
     /// Where images, volumes and containers live. Default /var/lib/skiff.
     #[arg(long)]
     data_root: Option<PathBuf>,
+    /// Where the state of running containers lives. Default /run/skiff.
+    #[arg(long)]
+    exec_root: Option<PathBuf>,
     /// The configuration file (Docker's daemon.json keys).
     #[arg(long, default_value = DEFAULT_CONFIG_FILE)]
     config_file: PathBuf,
@@ -32,6 +35,13 @@ struct Args {
 }
 
 fn main() {
+    // `skiffd exec-helper <runtime root> <container id>`: the engine runs `docker exec`
+    // through this re-execution, because the runtime's exec forks, which the
+    // multi-threaded daemon must not do. Nothing else (no threads) may run before it.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(skiff_daemon::EXEC_HELPER_ARG) {
+        std::process::exit(skiff_engine::exec_helper_main(&argv[2..]));
+    }
     if let Err(e) = run() {
         let mut msg = format!("skiffd: {e}");
         for c in e.chain().skip(1) {
@@ -51,7 +61,13 @@ fn run() -> anyhow::Result<()> {
     } else {
         args.log_level.clone()
     };
-    let config = Config::resolve(file, &args.hosts, args.data_root.clone(), level)?;
+    let config = Config::resolve(
+        file,
+        &args.hosts,
+        args.data_root.clone(),
+        args.exec_root.clone(),
+        level,
+    )?;
     if args.validate {
         println!("configuration OK");
         return Ok(());

@@ -8,7 +8,9 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::error::ApiError;
 use crate::http::{self, Body, Query};
-use crate::{images, system, volumes_api, State, API_VERSION, MIN_API_VERSION, VERSION};
+use crate::{
+    containers, images, system, volumes_api, State, API_VERSION, MIN_API_VERSION, VERSION,
+};
 
 /// A parsed API version (`1.41` -> (1, 41)).
 pub(crate) type ApiVersion = (u32, u32);
@@ -156,6 +158,11 @@ where
                 "image search is not supported by skiffd: it has no registry search client; search on the registry's web site instead",
             ))
         }
+        ("GET", "/containers/json") => return containers::list(&state, &q).await,
+        ("POST", "/containers/create") => {
+            return containers::create(&state, &q, req.into_body()).await
+        }
+        ("POST", "/containers/prune") => return containers::prune(&state, &q).await,
         ("GET", "/volumes") => return volumes_api::list(&state, &q).await,
         ("POST", "/volumes/create") => {
             return volumes_api::create(&state, req.into_body()).await
@@ -179,6 +186,17 @@ where
             ("POST", "push") => images::push(&state, name, &q, req.headers()).await,
             _ => Err(not_found()),
         };
+    }
+    if let Some(rest) = path.strip_prefix("/containers/") {
+        let (id, op) = rest.split_once('/').unwrap_or((rest, ""));
+        if id.is_empty() {
+            return Err(not_found());
+        }
+        return containers::route(&state, req, m, id, op, &q).await;
+    }
+    if let Some(rest) = path.strip_prefix("/exec/") {
+        let (id, op) = rest.split_once('/').ok_or_else(not_found)?;
+        return containers::exec_route(&state, req, m, id, op).await;
     }
     if let Some(name) = path.strip_prefix("/volumes/") {
         return match m {

@@ -101,7 +101,7 @@ async fn error_shapes() {
     let (s, _, body) = call(&f.daemon, Method::GET, "/volumes/nosuch", "").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(body, r#"{"message":"get nosuch: no such volume"}"#);
-    let (s, _, body) = call(&f.daemon, Method::GET, "/containers/json", "").await;
+    let (s, _, body) = call(&f.daemon, Method::GET, "/plugins", "").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(body, r#"{"message":"page not found"}"#);
     let (s, _, body) = call(
@@ -123,6 +123,43 @@ async fn error_shapes() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn container_errors_use_docker_wording() {
+    let f = fixture();
+    let d = &f.daemon;
+    let (s, _, body) = call(d, Method::GET, "/v1.47/containers/json?all=1", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, "[]");
+    for (m, uri) in [
+        (Method::GET, "/containers/nosuch/json"),
+        (Method::POST, "/v1.47/containers/nosuch/start"),
+        (Method::POST, "/containers/nosuch/wait?condition=next-exit"),
+        (Method::DELETE, "/containers/nosuch?force=1"),
+        (Method::GET, "/containers/nosuch/logs?stdout=1"),
+    ] {
+        let (s, _, body) = call(d, m, uri, "").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(body, r#"{"message":"No such container: nosuch"}"#, "{uri}");
+    }
+    // The CLI pulls on this 404 and retries.
+    let (s, _, body) = call(
+        d,
+        Method::POST,
+        "/containers/create?name=c1",
+        r#"{"Image":"nosuch:1","Cmd":["true"],"ExposedPorts":{"80/tcp":{}},"Volumes":{"/data":{}}}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body, r#"{"message":"No such image: nosuch:1"}"#);
+    let (s, _, body) = call(d, Method::POST, "/containers/create", "{not json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _, _) = call(d, Method::GET, "/exec/nosuch/json", "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, body) = call(d, Method::POST, "/containers/prune", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, r#"{"ContainersDeleted":[],"SpaceReclaimed":0}"#);
 }
 
 #[tokio::test]
