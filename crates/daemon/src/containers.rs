@@ -152,7 +152,19 @@ where
                 if rec.state.status.is_running() {
                     return Ok(None);
                 }
-                e.start(&rec.id).map(|()| Some(rec.id))
+                match e.start(&rec.id) {
+                    Ok(()) => Ok(Some(rec.id)),
+                    Err(err) => {
+                        // Docker removes an auto-remove container whose start failed: the
+                        // CLI's `run --rm` waits for that (wait?condition=removed).
+                        if rec.host_config.auto_remove == Some(true) {
+                            if let Err(rm) = e.remove(&rec.id, true, true) {
+                                tracing::warn!(container = %rec.id, "auto-remove after a failed start: {rm}");
+                            }
+                        }
+                        Err(err)
+                    }
+                }
             })
             .await?;
             match started {
@@ -398,15 +410,31 @@ async fn attach<B>(
     let name = name.to_owned();
     let (tty, sock) = eng(state, move |e| {
         let rec = e.record(&name)?;
-        let sock = e.attach(&rec.id)?;
-        Ok((rec.config.tty.unwrap_or(false), sock))
+        let tty = rec.config.tty.unwrap_or(false);
+        match e.attach(&rec.id) {
+            Ok(sock) => Ok((tty, Some(sock))),
+            // The process cannot start (a missing executable...): as with Docker the
+            // attach succeeds and ends at once, and the client learns why from `start`,
+            // which fails the same way (the CLI maps its message to 126/127).
+            Err(err @ skiff_engine::Error::Start { .. }) => {
+                tracing::debug!(container = %rec.id, "attach: {err}");
+                Ok((tty, None))
+            }
+            Err(err) => Err(err),
+        }
     })
     .await?;
+    let ct = if tty { RAW } else { MULTIPLEXED };
+    let Some(sock) = sock else {
+        return Ok(hijack(req, ct, |conn| async move {
+            let (_, mut cw) = tokio::io::split(conn);
+            let _ = cw.shutdown().await;
+        }));
+    };
     sock.set_nonblocking(true)
         .map_err(|e| ApiError::internal(format!("attach: {e}")))?;
     let sock = tokio::net::UnixStream::from_std(sock)
         .map_err(|e| ApiError::internal(format!("attach: {e}")))?;
-    let ct = if tty { RAW } else { MULTIPLEXED };
     Ok(hijack(req, ct, move |conn| async move {
         let (mut cr, mut cw) = tokio::io::split(conn);
         let (mut mr, mut mw) = sock.into_split();
