@@ -100,6 +100,14 @@ fn cgroup_version() -> &'static str {
 pub(crate) async fn info(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     let store = state.store.clone();
     let images = blocking(move || Ok(store.images().len())).await?;
+    let engine = state.engine.clone();
+    let states = blocking(move || {
+        let all = engine.list(true, &skiff_engine::Filters::new())?;
+        Ok(all.into_iter().filter_map(|c| c.state).collect::<Vec<_>>())
+    })
+    .await?;
+    let count = |s: &str| states.iter().filter(|x| x.as_str() == s).count();
+    let (running, paused) = (count("running"), count("paused"));
     let driver = match state.store.driver() {
         skiff_store::Driver::Overlay => "overlay2",
         skiff_store::Driver::Vfs => "vfs",
@@ -110,7 +118,8 @@ pub(crate) async fn info(state: &Arc<State>) -> Result<Response<Body>, ApiError>
     insecure.extend(cfg.insecure_registries.iter().cloned());
     let v = json!({
         "ID": state.id,
-        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Containers": states.len(), "ContainersRunning": running, "ContainersPaused": paused,
+        "ContainersStopped": states.len() - running - paused,
         "Images": images,
         "Driver": driver,
         "DriverStatus": [["Data root", cfg.data_root.display().to_string()]],
