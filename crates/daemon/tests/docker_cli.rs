@@ -476,3 +476,86 @@ fn docker_cli_end_to_end() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn docker_cli_lifecycle_commands() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+
+    // A tty: raw output, no frame headers.
+    let out = w.docker(&["run", "--rm", "-t", IMAGE, "echo", "tty"]);
+    assert_eq!(out, "tty\r\n");
+
+    // A missing executable: the CLI maps the start error to 127.
+    let out = w.try_docker(&["run", "--rm", IMAGE, "/nonexistent"], None);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "life",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ]);
+    // logs -f streams while the container runs.
+    let mut f = w.docker_cmd(&["logs", "-f", "life"]);
+    let mut f = f
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = f.stdout.as_mut().unwrap().read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("tick 0"));
+    let _ = f.kill();
+    let _ = f.wait();
+    let out = w.docker(&["logs", "--tail", "1", "life"]);
+    assert!(
+        out.starts_with("tick ") && out.lines().count() == 1,
+        "{out}"
+    );
+
+    let info = w.docker(&["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]);
+    assert_eq!(info.trim(), "1 1");
+    let top = w.docker(&["top", "life"]);
+    assert!(top.contains("PID") && top.contains("sh -c"), "{top}");
+    let stats = w.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}}",
+        "life",
+    ]);
+    assert!(stats.starts_with("life "), "{stats}");
+
+    w.docker(&["pause", "life"]);
+    let st = w.docker(&["inspect", "-f", "{{.State.Status}}", "life"]);
+    assert_eq!(st.trim(), "paused");
+    w.docker(&["unpause", "life"]);
+    w.docker(&["rename", "life", "life2"]);
+    let st = w.docker(&["inspect", "-f", "{{.Name}} {{.State.Status}}", "life2"]);
+    assert_eq!(st.trim(), "/life2 running");
+    w.docker(&["restart", "-t", "5", "life2"]);
+    let st = w.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.RestartCount}}",
+        "life2",
+    ]);
+    assert!(st.starts_with("running"), "{st}");
+    let out = w.try_docker(&["rm", "life2"], None);
+    assert!(!out.status.success(), "rm of a running container must fail");
+    w.docker(&["kill", "life2"]);
+    let out = w.docker(&["wait", "life2"]);
+    assert_eq!(out.trim(), "137");
+    let out = w.docker(&["container", "prune", "-f"]);
+    assert!(out.contains("Deleted Containers"), "{out}");
+    assert_eq!(w.docker(&["ps", "-aq"]), "");
+    let info = w.docker(&["info", "--format", "{{.Containers}}"]);
+    assert_eq!(info.trim(), "0");
+}
