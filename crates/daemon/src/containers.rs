@@ -773,6 +773,22 @@ where
     }
 }
 
+/// Whether the exec helper's stderr starts with its own failure message (the process
+/// could not be started: a missing binary...).
+fn exec_failed(stderr: &[u8]) -> bool {
+    stderr.starts_with(b"exec failed: ")
+}
+
+/// The exec's exit code: the helper's 125 for a process that could not start is Docker's
+/// 126 (with the message as an output frame).
+fn exit_code(code: i64, failed: bool) -> i64 {
+    if code == 125 && failed {
+        126
+    } else {
+        code
+    }
+}
+
 /// `POST /exec/{id}/start`: runs the process; detached it answers 200 at once, otherwise
 /// it hijacks the connection and streams multiplexed output until the process ends (its
 /// exit code is recorded before the stream closes).
@@ -836,7 +852,10 @@ where
     };
     if detach {
         tokio::task::spawn_blocking(move || {
-            let code = proc.output().map(|o| o.0).unwrap_or(-1);
+            let code = proc
+                .output()
+                .map(|(code, _, err)| exit_code(code, exec_failed(&err)))
+                .unwrap_or(-1);
             finish(code);
         });
         return Ok(http::status(StatusCode::OK));
@@ -859,15 +878,22 @@ where
     Ok(hijack(req, MULTIPLEXED, move |conn| async move {
         let (mut cr, mut cw) = tokio::io::split(conn);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         for (kind, pipe) in outs {
             let Some(mut pipe) = pipe else { continue };
             let tx = tx.clone();
+            let failed = failed.clone();
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 32 << 10];
+                let mut first = true;
                 loop {
                     match pipe.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
+                            if first && kind == protocol::STDERR && exec_failed(&buf[..n]) {
+                                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            first = false;
                             let mut frame = protocol::header(kind, n).to_vec();
                             frame.extend_from_slice(&buf[..n]);
                             if tx.blocking_send(frame).is_err() {
@@ -913,7 +939,10 @@ where
         let code = tokio::task::spawn_blocking(move || proc.wait().unwrap_or(-1))
             .await
             .unwrap_or(-1);
-        finish(code);
+        finish(exit_code(
+            code,
+            failed.load(std::sync::atomic::Ordering::SeqCst),
+        ));
         input.abort();
         let _ = cw.shutdown().await;
     }))
