@@ -157,6 +157,30 @@ fn wait_http(port: u16) {
     panic!("nothing answered on 127.0.0.1:{port}");
 }
 
+fn spawn_skiffd(dir: &Path) -> Child {
+    let (bin, _) = binaries();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("skiffd.log"))
+        .unwrap();
+    Command::new(bin)
+        .arg("-H")
+        .arg(format!("unix://{}", dir.join("d.sock").display()))
+        .arg("--data-root")
+        .arg(dir.join("root"))
+        .arg("--exec-root")
+        .arg(dir.join("run"))
+        .arg("--config-file")
+        .arg(dir.join("daemon.json"))
+        .env("RUST_LOG", "skiff_daemon=debug,info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 struct World {
     tmp: tempfile::TempDir,
     skiffd: Child,
@@ -166,7 +190,6 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let (skiffd_bin, _monitor) = binaries();
         let tmp = tempfile::Builder::new()
             .prefix("skd")
             .tempdir_in("/tmp")
@@ -212,23 +235,8 @@ impl World {
             .stderr(std::fs::File::create(rdir.join("err")).unwrap())
             .spawn()
             .unwrap();
-        let sock = tmp.path().join("d.sock");
-        let skiffd = Command::new(skiffd_bin)
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--data-root")
-            .arg(&root)
-            .arg("--exec-root")
-            .arg(tmp.path().join("run"))
-            .arg("--config-file")
-            .arg(tmp.path().join("daemon.json"))
-            .env("RUST_LOG", "skiff_daemon=debug,info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(tmp.path().join("skiffd.log")).unwrap())
-            .spawn()
-            .unwrap();
         std::fs::write(tmp.path().join("daemon.json"), "{}").unwrap();
+        let skiffd = spawn_skiffd(tmp.path());
         let w = World {
             tmp,
             skiffd,
@@ -236,16 +244,41 @@ impl World {
             port,
         };
         wait_http(port);
+        w.wait_socket();
+        w
+    }
+
+    fn wait_socket(&self) {
+        let sock = self.tmp.path().join("d.sock");
         let deadline = Instant::now() + Duration::from_secs(20);
         while !sock.exists() {
             assert!(
                 Instant::now() < deadline,
                 "skiffd did not start:\n{}",
-                w.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        w
+    }
+
+    /// Stops skiffd (SIGTERM) and starts it again on the same directories.
+    fn restart_daemon(&mut self) {
+        self.stop_daemon();
+        self.skiffd = spawn_skiffd(self.tmp.path());
+        self.wait_socket();
+    }
+
+    fn stop_daemon(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.skiffd.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.skiffd.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.skiffd.kill();
+        let _ = self.skiffd.wait();
     }
 
     fn log(&self) -> String {
@@ -330,16 +363,7 @@ impl Drop for World {
         for id in ids {
             let _ = self.try_docker(&["rm", "-f", &id], None);
         }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.skiffd.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.skiffd.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.skiffd.kill();
-        let _ = self.skiffd.wait();
+        self.stop_daemon();
         let _ = self.registry.kill();
         let _ = self.registry.wait();
         // Whatever a failed step left mounted under the temp dir.
@@ -558,4 +582,36 @@ fn docker_cli_lifecycle_commands() {
     assert_eq!(w.docker(&["ps", "-aq"]), "");
     let info = w.docker(&["info", "--format", "{{.Containers}}"]);
     assert_eq!(info.trim(), "0");
+}
+
+#[test]
+fn containers_outlive_a_daemon_restart() {
+    if !can_run() {
+        return;
+    }
+    let mut w = World::new();
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "keep",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo before; exec sleep 60",
+    ]);
+    let out = w.try_docker(&["exec", "keep", "/nonexistent"], None);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nonexistent"),
+        "{out:?}"
+    );
+    w.restart_daemon();
+    let st = w.docker(&["inspect", "-f", "{{.State.Status}}", "keep"]);
+    assert_eq!(st.trim(), "running", "{}", w.log());
+    assert_eq!(w.docker(&["logs", "keep"]), "before\n");
+    assert_eq!(w.docker(&["exec", "keep", "echo", "after"]), "after\n");
+    w.docker(&["rm", "-f", "keep"]);
+    assert_eq!(w.docker(&["ps", "-aq"]), "");
 }
