@@ -120,6 +120,26 @@ pub(crate) async fn prune(state: &Arc<State>, q: &Query) -> Result<Response<Body
     ok_json(&json!({ "ContainersDeleted": removed, "SpaceReclaimed": 0 }))
 }
 
+/// Volume name → the ids of the containers (any state) that mount it.
+pub(crate) fn volume_users(engine: &Engine) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let all = engine
+        .list(true, &skiff_engine::Filters::new())
+        .unwrap_or_default();
+    for c in all {
+        let Some(id) = c.id else { continue };
+        let Ok(rec) = engine.record(&id) else {
+            continue;
+        };
+        for m in &rec.mounts {
+            if let Some(name) = m.name.as_ref().filter(|n| !n.is_empty()) {
+                out.entry(name.clone()).or_default().push(id.clone());
+            }
+        }
+    }
+    out
+}
+
 /// `/containers/{id}/{op}`.
 pub(crate) async fn route<B>(
     state: &Arc<State>,

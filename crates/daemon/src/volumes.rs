@@ -213,6 +213,24 @@ impl VolumeStore {
         let opts = dir.join("opts.json");
         let text = match fs::read(&opts) {
             Ok(t) => t,
+            // A volume the container engine made for a create request (`-v name:/path`,
+            // an image's VOLUME): local, no labels, anonymous if its name is 64 hex.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && dir.join("_data").is_dir() => {
+                let created = fs::metadata(&dir)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                return Ok(Volume {
+                    name: name.to_owned(),
+                    driver: "local".into(),
+                    mountpoint: dir.join("_data"),
+                    created_at: crate::time::rfc3339(created),
+                    labels: BTreeMap::new(),
+                    options: BTreeMap::new(),
+                    anonymous: name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+                });
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(VolumeError::NotFound(name.to_owned()))
             }

@@ -104,7 +104,19 @@ pub(crate) async fn remove(
     let vs = state.volumes.clone();
     let n = name.to_owned();
     let force = q.bool("force");
-    blocking(move || Ok(vs.remove(&n, force)?)).await?;
+    let engine = state.engine.clone();
+    blocking(move || {
+        let users = crate::containers::volume_users(&engine);
+        if let Some(ids) = users.get(&n).filter(|_| !force) {
+            vs.get(&n)?;
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("remove {n}: volume is in use - [{}]", ids.join(", ")),
+            ));
+        }
+        Ok(vs.remove(&n, force)?)
+    })
+    .await?;
     state
         .events
         .publish("volume", "destroy", name, &[("driver", "local")]);
@@ -117,9 +129,12 @@ pub(crate) async fn prune(state: &Arc<State>, q: &Query) -> Result<Response<Body
     filters.check(&["label", "label!", "all"])?;
     let all = filters.bool("all")?.unwrap_or(false);
     let vs = state.volumes.clone();
+    let engine = state.engine.clone();
     let (names, bytes) = blocking(move || {
+        let users = crate::containers::volume_users(&engine);
         let keep = |v: &Volume| {
-            !filters.labels_match(|k| v.labels.get(k).map(String::as_str))
+            users.contains_key(&v.name)
+                || !filters.labels_match(|k| v.labels.get(k).map(String::as_str))
                 || filters
                     .get("label!")
                     .iter()
