@@ -615,3 +615,83 @@ fn containers_outlive_a_daemon_restart() {
     w.docker(&["rm", "-f", "keep"]);
     assert_eq!(w.docker(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn docker_cli_volumes_env_and_log_options() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    w.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "data1:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    let out = w.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "data1:/data:ro",
+        IMAGE,
+        "cat",
+        "/data/f",
+    ]);
+    assert_eq!(out, "kept\n");
+    let out = w.docker(&["volume", "ls", "-q"]);
+    assert_eq!(out.trim(), "data1");
+    let out = w.docker(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi there",
+        "-w",
+        "/tmp",
+        "--user",
+        "0:0",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $GREETING; pwd; id -u",
+    ]);
+    assert_eq!(out, "hi there\n/tmp\n0\n");
+    let out = w.docker(&[
+        "run", "--rm", "-p", "18080:80", "--expose", "90", IMAGE, "echo", "ports",
+    ]);
+    assert_eq!(out, "ports\n");
+    w.docker(&["run", "--name", "again", IMAGE, "sh", "-c", "echo run"]);
+    let out = w.docker(&["start", "-a", "again"]);
+    assert_eq!(out, "run\n");
+    let logs = w.docker(&["logs", "-t", "again"]);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(
+        lines[0].starts_with("20") && lines[0].ends_with("Z run"),
+        "{logs}"
+    );
+    let out = w.docker(&["logs", "--since", "2099-01-01T00:00:00Z", "again"]);
+    assert_eq!(out, "");
+    w.docker(&["rm", "again"]);
+    w.docker(&[
+        "create",
+        "--name",
+        "holder",
+        "-v",
+        "data1:/data",
+        IMAGE,
+        "true",
+    ]);
+    let out = w.try_docker(&["volume", "rm", "data1"], None);
+    assert!(!out.status.success(), "a volume in use was removed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("volume is in use"),
+        "{out:?}"
+    );
+    w.docker(&["rm", "holder"]);
+    w.docker(&["volume", "rm", "data1"]);
+    assert_eq!(w.docker(&["volume", "ls", "-q"]), "");
+}
