@@ -172,8 +172,11 @@ where
                 if rec.state.status.is_running() {
                     return Ok(None);
                 }
+                // Taken before the start, so an immediate exit is not missed.
+                let exit = e.waiter(&rec.id, WaitCondition::NextExit)?;
+                let auto_remove = rec.host_config.auto_remove == Some(true);
                 match e.start(&rec.id) {
-                    Ok(()) => Ok(Some(rec.id)),
+                    Ok(()) => Ok(Some((rec.id, exit, auto_remove))),
                     Err(err) => {
                         // Docker removes an auto-remove container whose start failed: the
                         // CLI's `run --rm` waits for that (wait?condition=removed).
@@ -188,8 +191,31 @@ where
             })
             .await?;
             match started {
-                Some(id) => {
+                Some((id, exit, auto_remove)) => {
                     state.events.publish("container", "start", &id, &[]);
+                    // The `die` event (one per start; a thread like the engine's watchers),
+                    // and `destroy` once the engine has auto-removed it.
+                    let st = state.clone();
+                    std::thread::spawn(move || {
+                        if let Ok(code) = exit.wait() {
+                            let code = code.to_string();
+                            st.events.publish(
+                                "container",
+                                "die",
+                                &id,
+                                &[("exitCode", code.as_str())],
+                            );
+                        }
+                        if auto_remove {
+                            let gone = match st.engine.wait(&id, WaitCondition::Removed) {
+                                Ok(_) => true,
+                                Err(e) => e.kind() == skiff_engine::ErrorKind::NotFound,
+                            };
+                            if gone {
+                                st.events.publish("container", "destroy", &id, &[]);
+                            }
+                        }
+                    });
                     no_content()
                 }
                 None => Ok(http::status(StatusCode::NOT_MODIFIED)),
