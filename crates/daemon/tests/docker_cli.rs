@@ -470,6 +470,26 @@ fn docker_cli_end_to_end() {
     let out = w.try_docker(&["inspect", "bg"], None);
     assert!(!out.status.success());
 
+    // The container events of a run --rm, in Docker's order.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let ev = w.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let first: Vec<&str> = ev.lines().take(4).collect();
+    assert_eq!(first, ["create", "start", "die", "destroy"], "{ev}");
+
     // create, then start -a.
     let id = w.docker(&["create", "--name", "later", IMAGE, "echo", "from create"]);
     assert_eq!(id.trim().len(), 64);
