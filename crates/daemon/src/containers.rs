@@ -120,6 +120,17 @@ pub(crate) async fn prune(state: &Arc<State>, q: &Query) -> Result<Response<Body
     ok_json(&json!({ "ContainersDeleted": removed, "SpaceReclaimed": 0 }))
 }
 
+/// A tty container's requested initial size (rows, columns).
+fn console_size(rec: &skiff_engine::Record) -> Option<(u16, u16)> {
+    if !rec.config.tty.unwrap_or(false) {
+        return None;
+    }
+    let s = rec.host_config.console_size.as_ref()?;
+    let h = u16::try_from(*s.first()?).ok()?;
+    let w = u16::try_from(*s.get(1)?).ok()?;
+    (h > 0 && w > 0).then_some((h, w))
+}
+
 /// Volume name → the ids of the containers (any state) that mount it.
 pub(crate) fn volume_users(engine: &Engine) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
@@ -175,7 +186,16 @@ where
                 // Taken before the start, so an immediate exit is not missed.
                 let exit = e.waiter(&rec.id, WaitCondition::NextExit)?;
                 let auto_remove = rec.host_config.auto_remove == Some(true);
-                match e.start(&rec.id) {
+                // HostConfig.ConsoleSize [rows, cols]: the tty's size from the first byte when
+                // a client attached first (its monitor waits with the pty made), else at once
+                // after the start.
+                let size = console_size(&rec);
+                let sized = size.is_some_and(|(h, w)| e.resize(&rec.id, h, w).is_ok());
+                let started = e.start(&rec.id);
+                if let (Some((h, w)), false, Ok(())) = (size, sized, &started) {
+                    let _ = e.resize(&rec.id, h, w);
+                }
+                match started {
                     Ok(()) => Ok(Some((rec.id, exit, auto_remove))),
                     Err(err) => {
                         // Docker removes an auto-remove container whose start failed: the
