@@ -44,6 +44,9 @@ fn can_run() -> bool {
     if busybox().is_none() {
         missing.push("busybox-static");
     }
+    if on_path("script").is_none() {
+        missing.push("script (util-linux)");
+    }
     if missing.is_empty() {
         return true;
     }
@@ -714,4 +717,51 @@ fn docker_cli_volumes_env_and_log_options() {
     w.docker(&["rm", "holder"]);
     w.docker(&["volume", "rm", "data1"]);
     assert_eq!(w.docker(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn docker_cli_interactive_tty_and_start_ai() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    // docker run -it under a pseudo-terminal (script): raw stream both ways, resize.
+    let sock = w.tmp.path().join("d.sock");
+    let out = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "stty cols 77 rows 22; DOCKER_HOST=unix://{} DOCKER_CONFIG={} docker run -it --rm {IMAGE} sh -c 'busybox stty size; read x; echo got:$x'",
+            sock.display(),
+            w.tmp.path().join("docker-config").display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            std::thread::sleep(Duration::from_millis(1500));
+            c.stdin.take().unwrap().write_all(b"typed\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("22 77"), "{text:?} {}", w.log());
+    assert!(text.contains("got:typed"), "{text:?}");
+    assert!(out.status.success(), "{out:?}");
+
+    // docker create -i, then start -ai with piped stdin.
+    w.docker(&[
+        "create",
+        "-i",
+        "--name",
+        "ai",
+        IMAGE,
+        "sh",
+        "-c",
+        "read x; echo read:$x",
+    ]);
+    let out = w.docker_in(&["start", "-ai", "ai"], Some("line\n"));
+    assert_eq!(out, "read:line\n");
+    w.docker(&["rm", "ai"]);
 }
