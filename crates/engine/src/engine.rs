@@ -1534,7 +1534,19 @@ pub struct Waiter {
 impl Waiter {
     /// Blocks until the condition holds; returns the exit code.
     pub fn wait(self) -> Result<i64> {
+        loop {
+            if let Some(code) = self.wait_timeout(Duration::from_secs(3600))? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Like [`Waiter::wait`] for at most `timeout`: `None` if the condition does not hold
+    /// yet (the waiter stays valid, so a caller can check whether its client is still
+    /// there and wait again).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<i64>> {
         let (ctr, gen, cond) = (&self.ctr, self.gen, self.cond);
+        let deadline = Instant::now() + timeout;
         let mut st = ctr.lock();
         loop {
             let done = match cond {
@@ -1547,14 +1559,18 @@ impl Waiter {
                 WaitCondition::Removed => st.removed,
             };
             if done {
-                return Ok(st.rec.state.exit_code);
+                return Ok(Some(st.rec.state.exit_code));
             }
             if self.sh.shutdown.load(Ordering::SeqCst) {
                 return Err(Error::Internal("the engine is shutting down".into()));
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
             st = ctr
                 .cv
-                .wait_timeout(st, Duration::from_millis(200))
+                .wait_timeout(st, left.min(Duration::from_millis(200)))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }

@@ -768,3 +768,23 @@ fn a_command_that_cannot_run_fails_the_start() {
     assert!(!w.store.is_rootfs_mounted(&id).unwrap());
     e.remove(&id, false, false).unwrap();
 }
+
+#[test]
+fn a_waiter_counts_exits_from_when_it_was_taken() {
+    let w = World::new();
+    let e = w.engine();
+    let id = e.create(None, body(&["sh", "-c", "exit 4"])).unwrap();
+    let waiter = e.waiter(&id, WaitCondition::NextExit).unwrap();
+    assert_eq!(
+        waiter.wait_timeout(Duration::from_millis(50)).unwrap(),
+        None
+    );
+    e.start(&id).unwrap();
+    // The exit happened before this call: it still counts.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        waiter.wait_timeout(Duration::from_secs(10)).unwrap(),
+        Some(4)
+    );
+    e.remove(&id, true, false).unwrap();
+}
