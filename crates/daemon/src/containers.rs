@@ -324,10 +324,24 @@ async fn wait(state: &Arc<State>, name: &str, q: &Query) -> Result<Response<Body
     let waiter = eng(state, move |e| e.waiter(&name, cond)).await?;
     let (resp, tx) = http::streaming("application/json");
     tokio::spawn(async move {
-        let body = match tokio::task::spawn_blocking(move || waiter.wait()).await {
-            Ok(Ok(code)) => json!({ "StatusCode": code, "Error": null }),
-            Ok(Err(e)) => json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } }),
-            Err(e) => json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } }),
+        // Waits in slices, so a client that went away (`docker run -d` drops this
+        // connection) frees its worker thread.
+        let waiter = Arc::new(waiter);
+        let result = loop {
+            let w = waiter.clone();
+            match tokio::task::spawn_blocking(move || w.wait_timeout(Duration::from_secs(1)))
+                .await
+            {
+                Ok(Ok(None)) if tx.is_closed() => return,
+                Ok(Ok(None)) => continue,
+                Ok(Ok(Some(code))) => break Ok(code),
+                Ok(Err(e)) => break Err(e.to_string()),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        let body = match result {
+            Ok(code) => json!({ "StatusCode": code, "Error": null }),
+            Err(msg) => json!({ "StatusCode": -1, "Error": { "Message": msg } }),
         };
         let mut text = body.to_string();
         text.push('\n');
