@@ -788,3 +788,28 @@ fn a_waiter_counts_exits_from_when_it_was_taken() {
     );
     e.remove(&id, true, false).unwrap();
 }
+
+#[test]
+fn a_followed_log_ends_when_cancelled() {
+    let w = World::new();
+    let e = w.engine();
+    let id = e
+        .create(None, body(&["sh", "-c", "echo one; exec sleep 30"]))
+        .unwrap();
+    e.start(&id).unwrap();
+    let t0 = Instant::now();
+    let stream = e
+        .logs(
+            &id,
+            LogsOptions {
+                follow: true,
+                ..all_logs()
+            },
+        )
+        .unwrap()
+        .cancel_when(move || t0.elapsed() > Duration::from_millis(500));
+    let lines: Vec<String> = stream.map(|l| l.line).collect();
+    assert_eq!(lines, ["one\n"]);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    e.remove(&id, true, false).unwrap();
+}
