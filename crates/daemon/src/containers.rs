@@ -329,8 +329,7 @@ async fn wait(state: &Arc<State>, name: &str, q: &Query) -> Result<Response<Body
         let waiter = Arc::new(waiter);
         let result = loop {
             let w = waiter.clone();
-            match tokio::task::spawn_blocking(move || w.wait_timeout(Duration::from_secs(1)))
-                .await
+            match tokio::task::spawn_blocking(move || w.wait_timeout(Duration::from_secs(1))).await
             {
                 Ok(Ok(None)) if tx.is_closed() => return,
                 Ok(Ok(None)) => continue,
@@ -403,6 +402,9 @@ async fn logs(state: &Arc<State>, name: &str, q: &Query) -> Result<Response<Body
     .await?;
     let (resp, tx) = http::streaming(if tty { RAW } else { MULTIPLEXED });
     tokio::task::spawn_blocking(move || {
+        // A follower whose client went away stops even while the container is silent.
+        let gone = tx.clone();
+        let stream = stream.cancel_when(move || gone.is_closed());
         let mut w = http::ChannelWriter::new(tx);
         for entry in stream {
             let line = entry.render(timestamps);
