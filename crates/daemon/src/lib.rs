@@ -8,9 +8,15 @@
 //!   [`events::Events`] bus. [`Daemon::handle`] is the whole API as one async function from
 //!   a request to a response (generic over the request body, so tests can call it without
 //!   a socket); [`Daemon::serve`] runs it on unix listeners with hyper (HTTP/1.1, with
-//!   upgrades for the later attach/exec endpoints) and shuts down gracefully.
+//!   upgrades for attach and exec) and shuts down gracefully.
+//! - The container side is `skiff_engine::Engine` (opened by [`Daemon::new`] with
+//!   `skiff-monitor` from next to the executable and `skiffd exec-helper` as its exec
+//!   helper); `containers` holds the container and exec handlers. Attach and exec start
+//!   hijack the connection (`101 UPGRADED`) and bridge it to the monitor's attach socket
+//!   (Docker's 8-byte frames both ways) or to the exec helper's pipes.
 //! - `router` strips and checks the `/vX.Y` prefix (API 1.24 to [`API_VERSION`]), decodes
-//!   the path and dispatches; `images`, `system` and `volumes_api` hold the handlers.
+//!   the path and dispatches; `images`, `system`, `volumes_api` and `containers` hold the
+//!   handlers.
 //!   Errors of every library become a status code and `{"message": ...}` in ONE place,
 //!   `error::ApiError`'s `From` impls.
 //! - Store, registry and volume calls are blocking: they run on `spawn_blocking` threads.
@@ -25,7 +31,8 @@
 //! multi-threaded tokio runtime, and `fork` from it (without an immediate `exec`) is
 //! unsafe. Containers are started by separate processes (skiff-monitor), spawned with
 //! `std::process::Command` (fork+exec via `posix_spawn`/`clone(CLONE_VFORK)`), never by
-//! forking the daemon and continuing in Rust code.
+//! forking the daemon and continuing in Rust code. `docker exec` needs the runtime's exec,
+//! which forks: it runs in `skiffd exec-helper`, this binary re-executed (see `main.rs`).
 
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
