@@ -176,7 +176,20 @@ where
             state.events.publish("container", "destroy", &id, &[]);
             no_content()
         }
-        ("GET", "json") => ok_json(&eng(state, move |e| e.inspect(&name)).await?),
+        ("GET", "json") => {
+            let r = eng(state, move |e| e.inspect(&name)).await?;
+            let mut v = serde_json::to_value(&r)
+                .map_err(|e| ApiError::internal(format!("encoding the container: {e}")))?;
+            // Clients read these unconditionally (docker-py's run() reads LogConfig.Type).
+            let lc = &mut v["HostConfig"]["LogConfig"];
+            if lc["Type"].as_str().unwrap_or("").is_empty() {
+                lc["Type"] = json!("json-file");
+            }
+            if lc["Config"].is_null() {
+                lc["Config"] = json!({});
+            }
+            ok_json(&v)
+        }
         ("POST", "start") => {
             let started = eng(state, move |e| {
                 let rec = e.record(&name)?;

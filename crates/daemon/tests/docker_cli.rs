@@ -418,6 +418,8 @@ fn docker_cli_end_to_end() {
         "three",
     ]);
     assert_eq!(st.trim(), "exited 3 /three");
+    let lc = w.docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "three"]);
+    assert_eq!(lc.trim(), "json-file");
     let logs = w.try_docker(&["logs", "three"], None);
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&logs.stderr), "err\n");
