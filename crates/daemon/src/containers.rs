@@ -115,6 +115,7 @@ pub(crate) async fn prune(state: &Arc<State>, q: &Query) -> Result<Response<Body
     })
     .await?;
     for id in &removed {
+        state.execs.forget_container(id);
         state.events.publish("container", "destroy", id, &[]);
     }
     ok_json(&json!({ "ContainersDeleted": removed, "SpaceReclaimed": 0 }))
@@ -173,6 +174,7 @@ where
                 e.remove(&id, force, v).map(|()| id)
             })
             .await?;
+            state.execs.forget_container(&id);
             state.events.publish("container", "destroy", &id, &[]);
             no_content()
         }
@@ -188,6 +190,12 @@ where
             if lc["Config"].is_null() {
                 lc["Config"] = json!({});
             }
+            let execs = state.execs.of_container(r.id.as_deref().unwrap_or(""));
+            v["ExecIDs"] = if execs.is_empty() {
+                Value::Null
+            } else {
+                json!(execs)
+            };
             ok_json(&v)
         }
         ("POST", "start") => {
@@ -759,6 +767,23 @@ impl Execs {
             .get(id)
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
+    }
+
+    /// The ids of a container's execs, sorted.
+    fn of_container(&self, container: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.container == container)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Drops the execs of a removed container (Docker forgets them too).
+    fn forget_container(&self, container: &str) {
+        self.lock().retain(|_, e| e.container != container);
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut ExecEntry)) {

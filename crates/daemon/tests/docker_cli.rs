@@ -468,6 +468,8 @@ fn docker_cli_end_to_end() {
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     let out = w.docker_in(&["exec", "-i", "bg", "cat"], Some("piped\n"));
     assert_eq!(out, "piped\n");
+    let execs = w.docker(&["inspect", "-f", "{{len .ExecIDs}}", "bg"]);
+    assert_eq!(execs.trim(), "3");
     w.docker(&["stop", "-t", "1", "bg"]);
     let st = w.docker(&["inspect", "-f", "{{.State.Status}}", "bg"]);
     assert_eq!(st.trim(), "exited");
