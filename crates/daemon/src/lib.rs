@@ -73,7 +73,7 @@ pub enum DaemonError {
         path: std::path::PathBuf,
         /// The store's error.
         #[source]
-        source: skiff_store::Error,
+        source: Box<skiff_store::Error>,
     },
     /// The volume folder could not be opened.
     #[error("opening the volume store failed")]
@@ -143,7 +143,7 @@ impl Daemon {
         }
         let store = Store::open(root, opts).map_err(|source| DaemonError::Store {
             path: root.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let volumes = VolumeStore::open(root).map_err(DaemonError::Volumes)?;
         let registry = skiff_registry::Config {

@@ -41,7 +41,7 @@ pub(crate) async fn list(state: &Arc<State>, q: &Query) -> Result<Response<Body>
         })
         .filter(|v| {
             let d = filters.get("driver");
-            d.is_empty() || d.iter().any(|x| *x == v.driver)
+            d.is_empty() || d.contains(&v.driver)
         })
         .filter(|v| filters.labels_match(|k| v.labels.get(k).map(String::as_str)))
         .filter(|v| dangling.is_none_or(|d| d == (state.volumes.ref_count(&v.name) == 0)))
