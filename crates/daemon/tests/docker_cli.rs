@@ -299,3 +299,100 @@ print("ok")
         d.log()
     );
 }
+
+#[test]
+fn sigterm_ends_event_streams_and_removes_the_socket() {
+    if !have(&["docker"]) {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut d = Skiffd::start();
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    let group_exists = std::fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("skiff:"));
+    let mode = meta.permissions().mode() & 0o777;
+    assert_eq!(mode, if group_exists { 0o660 } else { 0o600 });
+    assert_eq!(meta.uid(), 0);
+    // A follower of /events holds a connection open; shutdown must still be prompt.
+    let mut events = Command::new("docker")
+        .args(["events"])
+        .env("DOCKER_HOST", d.host())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let st = d.stop().unwrap();
+    assert!(st.success(), "{st}: {}", d.log());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "slow shutdown"
+    );
+    assert!(!d.socket.exists());
+    assert!(d.log().contains("shut down"), "{}", d.log());
+    let _ = events.kill();
+    let _ = events.wait();
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("daemon.json");
+    std::fs::write(&cfg, r#"{"data-root": "/x", "live-restor": true}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skiffd"))
+        .arg("--config-file")
+        .arg(&cfg)
+        .arg("--validate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `live-restor`"), "{err}");
+    assert!(err.contains(cfg.to_str().unwrap()), "{err}");
+    // An explicitly named file must exist.
+    let out = Command::new(env!("CARGO_BIN_EXE_skiffd"))
+        .arg("--config-file")
+        .arg(dir.path().join("missing.json"))
+        .arg("--validate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
+    std::fs::write(&cfg, "{}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skiffd"))
+        .args(["-H", "tcp://0.0.0.0:2375", "--validate"])
+        .arg("--config-file")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no TCP listener"), "{err}");
+}
+
+#[test]
+fn conflicts_and_missing_images() {
+    if !have(&["docker"]) {
+        return;
+    }
+    let d = Skiffd::start();
+    let tar = write_tar(&d, "conflict");
+    let imp = d.docker_stdin(&["import", "-", "one/app:1"], Some(&tar));
+    assert!(imp.status.success());
+    let id = String::from_utf8_lossy(&imp.stdout).trim().to_owned();
+    d.ok(&["tag", "one/app:1", "two/app:1"]);
+    let err = d.fails(&["rmi", &id[7..19]]);
+    assert!(err.contains("conflict: unable to delete"), "{err}");
+    assert!(err.contains("must be forced"), "{err}");
+    let out = d.ok(&["rmi", "-f", &id[7..19]]);
+    assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+    let err = d.fails(&["push", "127.0.0.1:1/nothing:here"]);
+    assert!(err.contains("does not exist locally"), "{err}");
+    let err = d.fails(&["image", "inspect", "nothing"]);
+    assert!(err.contains("No such image: nothing"), "{err}");
+    let err = d.fails(&["history", "nothing"]);
+    assert!(err.contains("No such image: nothing"), "{err}");
+}
