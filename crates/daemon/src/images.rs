@@ -626,11 +626,7 @@ where
             "importing from a URL is not supported by skiffd: download the file and import it from standard input",
         ));
     }
-    if !q.all("changes").iter().all(|c| c.is_empty()) {
-        return Err(ApiError::bad_request(
-            "import --change is not supported by skiffd yet",
-        ));
-    }
+    let config = crate::changes::config_from_changes(&q.all("changes"))?;
     let tag = match q.non_empty("repo") {
         Some(repo) => {
             let t = q.non_empty("tag").unwrap_or("latest");
@@ -641,7 +637,7 @@ where
     };
     let opts = ImportOptions {
         tag: tag.clone(),
-        config: None,
+        config,
         message: q.non_empty("message").map(str::to_owned),
         architecture: q
             .non_empty("platform")

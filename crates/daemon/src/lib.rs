@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+mod changes;
 pub mod config;
 pub mod error;
 pub mod events;

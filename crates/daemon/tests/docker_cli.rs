@@ -383,6 +383,32 @@ fn conflicts_and_missing_images() {
     let imp = d.docker_stdin(&["import", "-", "one/app:1"], Some(&tar));
     assert!(imp.status.success());
     let id = String::from_utf8_lossy(&imp.stdout).trim().to_owned();
+    // import --change sets the run config.
+    let with = d.docker_stdin(
+        &[
+            "import",
+            "-c",
+            "CMD [\"/bin/hello\"]",
+            "-c",
+            "ENV A=1",
+            "-",
+            "cfg/app:1",
+        ],
+        Some(&tar),
+    );
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    let cfg = d.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Cmd}} {{json .Config.Env}}",
+        "cfg/app:1",
+    ]);
+    assert_eq!(cfg.trim(), r#"["/bin/hello"] ["A=1"]"#);
     d.ok(&["tag", "one/app:1", "two/app:1"]);
     let err = d.fails(&["rmi", &id[7..19]]);
     assert!(err.contains("conflict: unable to delete"), "{err}");
