@@ -118,6 +118,15 @@ fn images_pull_tag_save_load_rmi_prune_push() {
     assert_eq!(filtered, "myapp\n");
     let digests = d.ok(&["images", "--digests", "--format", "{{.Digest}}", &src]);
     assert!(digests.trim().starts_with("sha256:"), "{digests}");
+    // By digest: the CLI sends the digest as `tag`.
+    let by_digest = format!("{}/test/app@{}", reg.host(), digests.trim());
+    let out = d.ok(&["pull", &by_digest]);
+    assert!(out.contains("Status: Image is up to date"), "{out}");
+    assert_eq!(
+        d.ok(&["image", "inspect", "--format", "{{.Id}}", &by_digest])
+            .trim(),
+        id
+    );
 
     let hist = d.ok(&["history", "--format", "{{.ID}} {{.Size}}", "myapp"]);
     assert!(hist.starts_with(short), "{hist}");
