@@ -132,6 +132,18 @@ pub(crate) async fn list(state: &Arc<State>, q: &Query) -> Result<Response<Body>
             if matching.is_empty() {
                 continue;
             }
+            // Digests of the matching repositories only (the CLI shows a row for each).
+            let tag_names: Vec<&str> = matching
+                .iter()
+                .map(|t| match t.rsplit_once(':') {
+                    Some((n, tag)) if !tag.contains('/') => n,
+                    _ => t.as_str(),
+                })
+                .collect();
+            s.repo_digests.retain(|d| {
+                let name = d.split_once('@').map_or(d.as_str(), |(n, _)| n);
+                tag_names.contains(&name) || refs.iter().any(|p| glob(p, name))
+            });
             s.repo_tags = matching;
         }
         out.push(s);
@@ -572,7 +584,8 @@ where
         2,
         cancel,
         move |send| {
-            let res = skiff_image::pull_with(&store, &client, &r, &platform, &opts, send)?;
+            let res = skiff_image::pull_with(&store, &client, &r, &platform, &opts, send)
+                .map_err(|e| pull_error(&r, e))?;
             st.events
                 .publish("image", "pull", &r.familiar(), &[("name", &r.familiar())]);
             Ok(res)
@@ -580,6 +593,21 @@ where
         |_| Vec::new(),
     )
     .await
+}
+
+/// Docker's answer to a pull the registry refused: 404 "pull access denied" (a 401 would
+/// make the CLI prompt for a password).
+fn pull_error(r: &Reference, e: skiff_image::Error) -> ApiError {
+    if e.registry_error()
+        .is_some_and(skiff_registry::Error::is_unauthorized)
+    {
+        return ApiError::not_found(format!(
+            "pull access denied for {}, repository does not exist or may require 'docker login': {}",
+            r.repository(),
+            chain(&e)
+        ));
+    }
+    e.into()
 }
 
 /// `POST /images/create?fromSrc=-&repo=&tag=&message=`: a tar body as a new image.
@@ -598,11 +626,7 @@ where
             "importing from a URL is not supported by skiffd: download the file and import it from standard input",
         ));
     }
-    if !q.all("changes").iter().all(|c| c.is_empty()) {
-        return Err(ApiError::bad_request(
-            "import --change is not supported by skiffd yet",
-        ));
-    }
+    let config = crate::changes::config_from_changes(&q.all("changes"))?;
     let tag = match q.non_empty("repo") {
         Some(repo) => {
             let t = q.non_empty("tag").unwrap_or("latest");
@@ -613,7 +637,7 @@ where
     };
     let opts = ImportOptions {
         tag: tag.clone(),
-        config: None,
+        config,
         message: q.non_empty("message").map(str::to_owned),
         architecture: q
             .non_empty("platform")

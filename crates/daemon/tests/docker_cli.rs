@@ -1,771 +1,433 @@
-//! End to end with the real `docker` CLI: skiffd (built by cargo) on a temporary socket with
-//! a temporary data root, skiff-monitor next to it, a busybox image imported into its store
-//! and a local docker-registry for the pull-on-create path. Needs root, `docker` (the CLI
-//! only: the system dockerd is never started), busybox-static and docker-registry; skipped
-//! with a message when one is missing, unless SKIFF_REQUIRE_DOCKER is set.
+//! The real `docker` CLI (and docker-py) against the real `skiffd` binary.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use skiff_store::{Compression, ImportOptions, Store, StoreOptions};
+use std::process::Command;
 
-const IMAGE: &str = "skiff-e2e/busybox:1";
+use common::{have, seed_image, Registry, Skiffd};
 
-fn on_path(cmd: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
-}
-
-fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// Whether everything needed is here; says why not (or panics under SKIFF_REQUIRE_DOCKER).
-fn can_run() -> bool {
-    let mut missing = Vec::new();
-    if !nix_is_root() {
-        missing.push("root");
+#[test]
+fn system_and_volumes() {
+    if !have(&["docker"]) {
+        return;
     }
-    if on_path("docker").is_none() {
-        missing.push("the docker CLI (apt-get install docker.io)");
-    }
-    if on_path("docker-registry").is_none() {
-        missing.push("docker-registry");
-    }
-    if busybox().is_none() {
-        missing.push("busybox-static");
-    }
-    if on_path("script").is_none() {
-        missing.push("script (util-linux)");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("docker CLI end-to-end test needs {}", missing.join(", "));
+    let d = Skiffd::start();
+    let v = d.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Client.APIVersion}} {{.Server.Os}}",
+    ]);
+    assert_eq!(v.trim(), "1.47 1.47 linux");
+    let info = d.ok(&[
+        "info",
+        "--format",
+        "{{.Images}} {{.Containers}} {{.DockerRootDir}} {{.OSType}} {{.NCPU}}",
+    ]);
     assert!(
-        std::env::var_os("SKIFF_REQUIRE_DOCKER").is_none(),
-        "{msg}, and SKIFF_REQUIRE_DOCKER is set"
+        info.starts_with(&format!("0 0 {} linux ", d.data_root().display())),
+        "{info}"
     );
-    eprintln!("SKIPPED: {msg}");
-    false
-}
+    let info = d.ok(&["info"]);
+    assert!(info.contains("Storage Driver:"), "{info}");
+    assert!(info.contains("Cgroup Version:"), "{info}");
 
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|v| v.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+    d.ok(&["volume", "create", "--label", "team=a", "data1"]);
+    d.ok(&["volume", "create", "data2"]);
+    let ls = d.ok(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]);
+    assert_eq!(ls, "local data1\nlocal data2\n");
+    let ls = d.ok(&["volume", "ls", "-q", "--filter", "label=team=a"]);
+    assert_eq!(ls, "data1\n");
+    let mp = d.ok(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}} {{.Labels.team}}",
+        "data1",
+    ]);
+    assert_eq!(
+        mp.trim(),
+        format!("{} a", d.data_root().join("volumes/data1/_data").display())
+    );
+    assert!(d.data_root().join("volumes/data1/_data").is_dir());
+    let err = d.fails(&["volume", "inspect", "nope"]);
+    assert!(err.contains("no such volume"), "{err}");
+    assert_eq!(d.ok(&["volume", "rm", "data1", "data2"]), "data1\ndata2\n");
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
+    d.ok(&["system", "df"]);
 
-/// skiffd, and skiff-monitor beside it (built here when cargo has not built it yet).
-fn binaries() -> (PathBuf, PathBuf) {
-    let skiffd = PathBuf::from(env!("CARGO_BIN_EXE_skiffd"));
-    let dir = skiffd.parent().unwrap().to_owned();
-    let monitor = dir.join("skiff-monitor");
-    if !monitor.exists() {
-        // <target>/<profile>/skiffd
-        let target = dir.parent().unwrap();
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "skiff-monitor", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target);
-        if dir.file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("running cargo build -p skiff-monitor");
-        assert!(st.success(), "cargo build -p skiff-monitor failed");
-    }
-    assert!(monitor.exists(), "{} is missing", monitor.display());
-    (skiffd, monitor)
-}
-
-fn hdr() -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1_700_000_000);
-    h
-}
-
-fn busybox_tar() -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root"] {
-        let mut h = hdr();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(if d == "tmp" { 0o1777 } else { 0o755 });
-        h.set_size(0);
-        b.append_data(&mut h, d, std::io::empty()).unwrap();
-    }
-    let bb = std::fs::read(busybox().unwrap()).unwrap();
-    let mut h = hdr();
-    h.set_mode(0o755);
-    h.set_size(bb.len() as u64);
-    b.append_data(&mut h, "bin/busybox", &bb[..]).unwrap();
-    for a in [
-        "sh", "echo", "cat", "sleep", "true", "ps", "ls", "env", "id",
-    ] {
-        let mut h = hdr();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        h.set_mode(0o777);
-        b.append_link(&mut h, format!("bin/{a}"), "busybox")
-            .unwrap();
-    }
-    let passwd = b"root:x:0:0:root:/root:/bin/sh\n";
-    let mut h = hdr();
-    h.set_mode(0o644);
-    h.set_size(passwd.len() as u64);
-    b.append_data(&mut h, "etc/passwd", &passwd[..]).unwrap();
-    b.into_inner().unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_http(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = [0u8; 12];
-            if s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").is_ok()
-                && s.read(&mut buf).is_ok_and(|n| n > 0)
-            {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("nothing answered on 127.0.0.1:{port}");
-}
-
-fn spawn_skiffd(dir: &Path) -> Child {
-    let (bin, _) = binaries();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("skiffd.log"))
-        .unwrap();
-    Command::new(bin)
-        .arg("-H")
-        .arg(format!("unix://{}", dir.join("d.sock").display()))
-        .arg("--data-root")
-        .arg(dir.join("root"))
-        .arg("--exec-root")
-        .arg(dir.join("run"))
-        .arg("--config-file")
-        .arg(dir.join("daemon.json"))
-        .env("RUST_LOG", "skiff_daemon=debug,info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-struct World {
-    tmp: tempfile::TempDir,
-    skiffd: Child,
-    registry: Child,
-    port: u16,
-}
-
-impl World {
-    fn new() -> World {
-        let tmp = tempfile::Builder::new()
-            .prefix("skd")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let root = tmp.path().join("root");
-        {
-            let store = Store::open(&root, StoreOptions::default()).unwrap();
-            let config: oci_spec::image::Config = serde_json::from_value(serde_json::json!({
-                "Env": ["PATH=/bin"],
-                "Cmd": ["sh"],
-            }))
-            .unwrap();
-            store
-                .import(
-                    &busybox_tar()[..],
-                    Compression::None,
-                    &ImportOptions {
-                        tag: Some(IMAGE.parse().unwrap()),
-                        config: Some(config),
-                        ..Default::default()
-                    },
-                )
-                .unwrap();
-        }
-        // A registry for the pull path.
-        let port = free_port();
-        let rdir = tmp.path().join("registry");
-        std::fs::create_dir_all(&rdir).unwrap();
-        std::fs::write(
-            rdir.join("config.yml"),
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-                 delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: skiff-test\n",
-                rdir.join("storage").display()
-            ),
-        )
-        .unwrap();
-        let registry = Command::new("docker-registry")
-            .arg("serve")
-            .arg(rdir.join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(rdir.join("log")).unwrap())
-            .stderr(std::fs::File::create(rdir.join("err")).unwrap())
-            .spawn()
-            .unwrap();
-        std::fs::write(tmp.path().join("daemon.json"), "{}").unwrap();
-        let skiffd = spawn_skiffd(tmp.path());
-        let w = World {
-            tmp,
-            skiffd,
-            registry,
-            port,
-        };
-        wait_http(port);
-        w.wait_socket();
-        w
-    }
-
-    fn wait_socket(&self) {
-        let sock = self.tmp.path().join("d.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !sock.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "skiffd did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops skiffd (SIGTERM) and starts it again on the same directories.
-    fn restart_daemon(&mut self) {
-        self.stop_daemon();
-        self.skiffd = spawn_skiffd(self.tmp.path());
-        self.wait_socket();
-    }
-
-    fn stop_daemon(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.skiffd.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.skiffd.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.skiffd.kill();
-        let _ = self.skiffd.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.tmp.path().join("skiffd.log")).unwrap_or_default()
-    }
-
-    fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.args(args)
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}", self.tmp.path().join("d.sock").display()),
-            )
-            .env("DOCKER_CONFIG", self.tmp.path().join("docker-config"))
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_API_VERSION");
-        c
-    }
-
-    fn try_docker(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut c = self.docker_cmd(args);
-        c.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("running docker");
-        if let Some(input) = stdin {
-            let mut si = child.stdin.take().unwrap();
-            si.write_all(input.as_bytes()).unwrap();
-        }
-        // A hung CLI fails the test instead of hanging it.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "docker {args:?} hung; stdout {:?} stderr {:?}\nskiffd log:\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr),
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs docker; asserts success; returns stdout.
-    fn docker(&self, args: &[&str]) -> String {
-        self.docker_in(args, None)
-    }
-
-    fn docker_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.try_docker(args, stdin);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({}): {}\nskiffd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let ids = self
-            .try_docker(&["ps", "-aq"], None)
-            .stdout
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| String::from_utf8_lossy(l).into_owned())
-            .collect::<Vec<_>>();
-        for id in ids {
-            let _ = self.try_docker(&["rm", "-f", &id], None);
-        }
-        self.stop_daemon();
-        let _ = self.registry.kill();
-        let _ = self.registry.wait();
-        // Whatever a failed step left mounted under the temp dir.
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let base = self.tmp.path().to_string_lossy().into_owned();
-        for m in mounts.lines().rev() {
-            if let Some(p) = m.split_whitespace().nth(1) {
-                if p.starts_with(&base) {
-                    let _ = Command::new("umount").arg("-l").arg(p).status();
-                }
-            }
-        }
-    }
+    // A clean stop removes the socket.
+    let mut d = d;
+    let st = d.stop().unwrap();
+    assert!(st.success(), "skiffd exited with {st}: {}", d.log());
+    assert!(!d.socket.exists(), "socket left behind");
 }
 
 #[test]
-fn docker_cli_end_to_end() {
-    if !can_run() {
+fn images_pull_tag_save_load_rmi_prune_push() {
+    if !have(&["docker", "docker-registry"]) {
         return;
     }
-    let w = World::new();
-    let t0 = Instant::now();
+    let reg = Registry::start(None);
+    let src = format!("{}/test/app:v1", reg.host());
+    seed_image(&src, "one");
+    let d = Skiffd::start();
 
-    // run --rm: create, attach, wait(removed), start; output and exit code.
-    let out = w.docker(&["run", "--rm", IMAGE, "echo", "hello"]);
-    assert_eq!(out, "hello\n");
-    assert_eq!(w.docker(&["ps", "-aq"]), "", "--rm left the container");
-
-    // The exit code comes back through wait.
-    let out = w.try_docker(
-        &[
-            "run",
-            "--name",
-            "three",
-            IMAGE,
-            "sh",
-            "-c",
-            "echo out; echo err >&2; exit 3",
-        ],
-        None,
+    let out = d.ok(&["pull", &src]);
+    assert!(out.contains("v1: Pulling from test/app"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains("Digest: sha256:"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {src}")),
+        "{out}"
     );
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
-    let st = w.docker(&[
-        "inspect",
-        "-f",
-        "{{.State.Status}} {{.State.ExitCode}} {{.Name}}",
-        "three",
-    ]);
-    assert_eq!(st.trim(), "exited 3 /three");
-    let lc = w.docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "three"]);
-    assert_eq!(lc.trim(), "json-file");
-    let logs = w.try_docker(&["logs", "three"], None);
-    assert_eq!(String::from_utf8_lossy(&logs.stdout), "out\n");
-    assert_eq!(String::from_utf8_lossy(&logs.stderr), "err\n");
-    w.docker(&["rm", "three"]);
+    let again = d.ok(&["pull", &src]);
+    assert!(again.contains("Status: Image is up to date"), "{again}");
+    let err = d.fails(&["pull", &format!("{}/test/app:nope", reg.host())]);
+    assert!(err.contains("Error response from daemon"), "{err}");
 
-    // Stdin through attach, with the half-close reaching the container.
-    let out = w.docker_in(&["run", "-i", "--rm", IMAGE, "cat"], Some("hi\n"));
-    assert_eq!(out, "hi\n");
-
-    // Detached: ps, logs, exec, stop, rm.
-    let id = w
-        .docker(&[
-            "run",
-            "-d",
-            "--name",
-            "bg",
-            IMAGE,
-            "sh",
-            "-c",
-            "echo started; exec sleep 60",
-        ])
-        .trim()
-        .to_owned();
-    assert_eq!(id.len(), 64, "{id}");
-    let ps = w.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]);
-    assert!(ps.starts_with("bg Up"), "{ps}");
-    let st = w.docker(&[
+    let id = d.ok(&["image", "inspect", "--format", "{{.Id}}", &src]);
+    let id = id.trim().to_owned();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    let layers = d.ok(&[
+        "image",
         "inspect",
-        "-f",
-        "{{.State.Status}} {{.State.Running}}",
-        "bg",
+        "--format",
+        "{{len .RootFS.Layers}} {{.Os}}",
+        &src,
     ]);
-    assert_eq!(st.trim(), "running true");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let logs = w.docker(&["logs", "bg"]);
-        if logs == "started\n" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "logs: {logs:?}");
-        std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(layers.trim(), "1 linux");
+
+    d.ok(&["tag", &src, "myapp:latest"]);
+    let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let short = &id[7..19];
+    assert!(
+        images.contains(&format!("myapp:latest {short}")),
+        "{images}"
+    );
+    assert!(
+        images.contains(&format!("{}/test/app:v1 {short}", reg.host())),
+        "{images}"
+    );
+    let filtered = d.ok(&[
+        "images",
+        "--format",
+        "{{.Repository}}",
+        "--filter",
+        "reference=myapp",
+    ]);
+    assert_eq!(filtered, "myapp\n");
+    let digests = d.ok(&["images", "--digests", "--format", "{{.Digest}}", &src]);
+    assert!(digests.trim().starts_with("sha256:"), "{digests}");
+    // By digest: the CLI sends the digest as `tag`.
+    let by_digest = format!("{}/test/app@{}", reg.host(), digests.trim());
+    let out = d.ok(&["pull", &by_digest]);
+    assert!(out.contains("Status: Image is up to date"), "{out}");
+    assert_eq!(
+        d.ok(&["image", "inspect", "--format", "{{.Id}}", &by_digest])
+            .trim(),
+        id
+    );
+
+    let hist = d.ok(&["history", "--format", "{{.ID}} {{.Size}}", "myapp"]);
+    assert!(hist.starts_with(short), "{hist}");
+
+    // save | load
+    let tar = d.dir.path().join("saved.tar");
+    d.ok(&["save", "-o", tar.to_str().unwrap(), "myapp:latest"]);
+    assert!(std::fs::metadata(&tar).unwrap().len() > 1024);
+    let rm = d.ok(&["rmi", "myapp:latest"]);
+    assert_eq!(rm, "Untagged: myapp:latest\n");
+    let rm = d.ok(&["rmi", &src]);
+    assert!(rm.contains(&format!("Untagged: {src}")), "{rm}");
+    assert!(rm.contains(&format!("Deleted: {id}")), "{rm}");
+    assert_eq!(d.ok(&["images", "-q"]), "");
+    let out = d.docker_stdin(&["load"], Some(&tar));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Loaded image: myapp:latest\n"
+    );
+    assert_eq!(d.ok(&["images", "-q"]).trim(), short);
+    let err = d.fails(&["rmi", "nosuch:1"]);
+    assert!(err.contains("No such image: nosuch:1"), "{err}");
+
+    // push back under a new name, pull it from a fresh daemon state
+    let pushed = format!("{}/copy/app:v2", reg.host());
+    d.ok(&["tag", "myapp", &pushed]);
+    let out = d.ok(&["push", &pushed]);
+    assert!(out.contains("v2: digest: sha256:"), "{out}");
+
+    // prune: a dangling image goes with plain prune, tagged ones only with -a
+    let dangling = d.docker_stdin(&["import", "-"], Some(&write_tar(&d, "dangling")));
+    assert!(
+        dangling.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dangling.stderr)
+    );
+    let dangling_id = String::from_utf8_lossy(&dangling.stdout).trim().to_owned();
+    assert_eq!(
+        d.ok(&["images", "-q", "--filter", "dangling=true"]).trim(),
+        &dangling_id[7..19]
+    );
+    let out = d.ok(&["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {dangling_id}")), "{out}");
+    // One row per tag (myapp:latest and the pushed one), both the same image.
+    assert_eq!(d.ok(&["images", "-q"]), format!("{short}\n{short}\n"));
+    let out = d.ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.contains(&format!("deleted: {id}")), "{out}");
+    assert_eq!(d.ok(&["images", "-q"]), "");
+
+    d.ok(&["pull", &pushed]);
+    assert_eq!(
+        d.ok(&["image", "inspect", "--format", "{{.Id}}", &pushed])
+            .trim(),
+        id
+    );
+}
+
+fn write_tar(d: &Skiffd, marker: &str) -> std::path::PathBuf {
+    let p = d.dir.path().join(format!("{marker}.tar"));
+    std::fs::write(&p, common::rootfs_tar(marker)).unwrap();
+    p
+}
+
+#[test]
+fn login_and_private_pull() {
+    if !have(&["docker", "docker-registry", "htpasswd"]) {
+        return;
     }
-    let out = w.docker(&["exec", "bg", "sh", "-c", "echo in-container; id -u"]);
-    assert_eq!(out, "in-container\n0\n");
-    let out = w.try_docker(&["exec", "bg", "sh", "-c", "exit 7"], None);
-    assert_eq!(out.status.code(), Some(7), "{out:?}");
-    let out = w.docker_in(&["exec", "-i", "bg", "cat"], Some("piped\n"));
-    assert_eq!(out, "piped\n");
-    let execs = w.docker(&["inspect", "-f", "{{len .ExecIDs}}", "bg"]);
-    assert_eq!(execs.trim(), "3");
-    w.docker(&["stop", "-t", "1", "bg"]);
-    let st = w.docker(&["inspect", "-f", "{{.State.Status}}", "bg"]);
-    assert_eq!(st.trim(), "exited");
-    w.docker(&["rm", "bg"]);
-    let out = w.try_docker(&["inspect", "bg"], None);
+    let reg = Registry::start(Some(("alice", "s3cret")));
+    let d = Skiffd::start();
+    let out = d.docker(&["login", "-u", "alice", "-p", "wrong", &reg.host()]);
     assert!(!out.status.success());
+    let out = d.docker(&["login", "-u", "alice", "-p", "s3cret", &reg.host()]);
+    assert!(
+        out.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Login Succeeded"));
+    // The CLI now sends the credentials with pushes and pulls.
+    let tar = write_tar(&d, "private");
+    let private = format!("{}/private/app:1", reg.host());
+    let imp = d.docker_stdin(&["import", "-", &private], Some(&tar));
+    assert!(
+        imp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imp.stderr)
+    );
+    d.ok(&["push", &private]);
+    d.ok(&["rmi", &private]);
+    d.ok(&["pull", &private]);
+    d.ok(&["logout", &reg.host()]);
+    let err = d.fails(&["pull", &private]);
+    assert!(err.contains("denied") || err.contains("401"), "{err}");
+}
 
-    // The container events of a run --rm, in Docker's order.
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
-    let ev = w.docker(&[
+#[test]
+fn events_stream() {
+    if !have(&["docker"]) {
+        return;
+    }
+    let d = Skiffd::start();
+    let tar = write_tar(&d, "ev");
+    let imp = d.docker_stdin(&["import", "-", "evimg:1"], Some(&tar));
+    assert!(imp.status.success());
+    d.ok(&["tag", "evimg:1", "evimg:2"]);
+    d.ok(&["rmi", "evimg:2"]);
+    d.ok(&["volume", "create", "evvol"]);
+    let until = (skiff_daemon::time::now().0 + 2).to_string();
+    let out = d.ok(&[
         "events",
         "--since",
         "0",
         "--until",
-        &until.to_string(),
-        "--filter",
-        "type=container",
+        &until,
         "--format",
-        "{{.Action}}",
+        "{{.Type}} {{.Action}}",
     ]);
-    let first: Vec<&str> = ev.lines().take(4).collect();
-    assert_eq!(first, ["create", "start", "die", "destroy"], "{ev}");
+    assert_eq!(out, "image import\nimage tag\nimage untag\nvolume create\n");
+}
 
-    // create, then start -a.
-    let id = w.docker(&["create", "--name", "later", IMAGE, "echo", "from create"]);
-    assert_eq!(id.trim().len(), 64);
-    let st = w.docker(&["inspect", "-f", "{{.State.Status}}", "later"]);
-    assert_eq!(st.trim(), "created");
-    let out = w.docker(&["start", "-a", "later"]);
-    assert_eq!(out, "from create\n");
-    w.docker(&["rm", "later"]);
+#[test]
+fn docker_py_smoke() {
+    if !have(&["docker-registry"]) {
+        return;
+    }
+    let probe = Command::new("python3")
+        .args(["-c", "import docker"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: docker-py is not installed (pip install docker)");
+        return;
+    }
+    let reg = Registry::start(None);
+    let src = format!("{}/py/app", reg.host());
+    seed_image(&format!("{src}:v1"), "py");
+    let d = Skiffd::start();
+    let script = format!(
+        r#"
+import docker
+c = docker.DockerClient(base_url={host:?}, version="auto")
+assert c.version()["ApiVersion"] == "1.47", c.version()
+assert c.ping()
+img = c.images.pull({src:?}, tag="v1")
+assert img.id.startswith("sha256:"), img.id
+tags = [t for i in c.images.list() for t in i.tags]
+assert tags == [{src:?} + ":v1"], tags
+img.tag("pyapp", "x")
+assert c.images.get("pyapp:x").id == img.id
+c.images.remove("pyapp:x")
+v = c.volumes.create("pyvol", labels={{"k": "v"}})
+assert c.volumes.get("pyvol").attrs["Labels"] == {{"k": "v"}}
+v.remove()
+try:
+    c.images.get("nosuch")
+    raise SystemExit("expected ImageNotFound")
+except docker.errors.ImageNotFound:
+    pass
+print("ok")
+"#,
+        host = d.host(),
+        src = src
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-py failed: {}\n{}\n--- skiffd:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+}
 
-    // An image only in the registry: create gets 404, the CLI pulls and retries.
-    let remote = format!("127.0.0.1:{}/e2e/bb:1", w.port);
-    w.docker(&["tag", IMAGE, &remote]);
-    w.docker(&["push", &remote]);
-    w.docker(&["rmi", &remote]);
-    let out = w.docker(&["run", "--rm", &remote, "echo", "pulled"]);
-    assert_eq!(out, "pulled\n");
+#[test]
+fn sigterm_ends_event_streams_and_removes_the_socket() {
+    if !have(&["docker"]) {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut d = Skiffd::start();
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    let group_exists = std::fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("skiff:"));
+    let mode = meta.permissions().mode() & 0o777;
+    assert_eq!(mode, if group_exists { 0o660 } else { 0o600 });
+    assert_eq!(meta.uid(), 0);
+    // A follower of /events holds a connection open; shutdown must still be prompt.
+    let mut events = Command::new("docker")
+        .args(["events"])
+        .env("DOCKER_HOST", d.host())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let st = d.stop().unwrap();
+    assert!(st.success(), "{st}: {}", d.log());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "slow shutdown"
+    );
+    assert!(!d.socket.exists());
+    assert!(d.log().contains("shut down"), "{}", d.log());
+    let _ = events.kill();
+    let _ = events.wait();
+}
 
-    // A missing image that no registry has.
-    let out = w.try_docker(&["create", "127.0.0.1:1/nope:1"], None);
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("daemon.json");
+    std::fs::write(&cfg, r#"{"data-root": "/x", "live-restor": true}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skiffd"))
+        .arg("--config-file")
+        .arg(&cfg)
+        .arg("--validate")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    if std::env::var_os("SKIFF_E2E_LOG").is_some() {
-        eprintln!("{}", w.log());
-    }
-
-    assert!(
-        t0.elapsed() < Duration::from_secs(60),
-        "took {:?}",
-        t0.elapsed()
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `live-restor`"), "{err}");
+    assert!(err.contains(cfg.to_str().unwrap()), "{err}");
+    // An explicitly named file must exist.
+    let out = Command::new(env!("CARGO_BIN_EXE_skiffd"))
+        .arg("--config-file")
+        .arg(dir.path().join("missing.json"))
+        .arg("--validate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
+    std::fs::write(&cfg, "{}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skiffd"))
+        .args(["-H", "tcp://0.0.0.0:2375", "--validate"])
+        .arg("--config-file")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no TCP listener"), "{err}");
 }
 
 #[test]
-fn docker_cli_lifecycle_commands() {
-    if !can_run() {
+fn conflicts_and_missing_images() {
+    if !have(&["docker"]) {
         return;
     }
-    let w = World::new();
-
-    // A tty: raw output, no frame headers.
-    let out = w.docker(&["run", "--rm", "-t", IMAGE, "echo", "tty"]);
-    assert_eq!(out, "tty\r\n");
-
-    // A missing executable: the CLI maps the start error to 127.
-    let out = w.try_docker(&["run", "--rm", IMAGE, "/nonexistent"], None);
-    assert_eq!(out.status.code(), Some(127), "{out:?}");
-
-    w.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "life",
-        IMAGE,
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
-    ]);
-    // logs -f streams while the container runs.
-    let mut f = w.docker_cmd(&["logs", "-f", "life"]);
-    let mut f = f
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let n = f.stdout.as_mut().unwrap().read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("tick 0"));
-    let _ = f.kill();
-    let _ = f.wait();
-    let out = w.docker(&["logs", "--tail", "1", "life"]);
-    assert!(
-        out.starts_with("tick ") && out.lines().count() == 1,
-        "{out}"
+    let d = Skiffd::start();
+    let tar = write_tar(&d, "conflict");
+    let imp = d.docker_stdin(&["import", "-", "one/app:1"], Some(&tar));
+    assert!(imp.status.success());
+    let id = String::from_utf8_lossy(&imp.stdout).trim().to_owned();
+    // import --change sets the run config.
+    let with = d.docker_stdin(
+        &[
+            "import",
+            "-c",
+            "CMD [\"/bin/hello\"]",
+            "-c",
+            "ENV A=1",
+            "-",
+            "cfg/app:1",
+        ],
+        Some(&tar),
     );
-
-    let info = w.docker(&["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]);
-    assert_eq!(info.trim(), "1 1");
-    let top = w.docker(&["top", "life"]);
-    assert!(top.contains("PID") && top.contains("sh -c"), "{top}");
-    let stats = w.docker(&[
-        "stats",
-        "--no-stream",
-        "--format",
-        "{{.Name}} {{.MemUsage}}",
-        "life",
-    ]);
-    assert!(stats.starts_with("life "), "{stats}");
-
-    w.docker(&["pause", "life"]);
-    let st = w.docker(&["inspect", "-f", "{{.State.Status}}", "life"]);
-    assert_eq!(st.trim(), "paused");
-    w.docker(&["unpause", "life"]);
-    w.docker(&["rename", "life", "life2"]);
-    let st = w.docker(&["inspect", "-f", "{{.Name}} {{.State.Status}}", "life2"]);
-    assert_eq!(st.trim(), "/life2 running");
-    w.docker(&["restart", "-t", "5", "life2"]);
-    let st = w.docker(&[
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    let cfg = d.ok(&[
+        "image",
         "inspect",
-        "-f",
-        "{{.State.Status}} {{.RestartCount}}",
-        "life2",
+        "--format",
+        "{{json .Config.Cmd}} {{json .Config.Env}}",
+        "cfg/app:1",
     ]);
-    assert!(st.starts_with("running"), "{st}");
-    let out = w.try_docker(&["rm", "life2"], None);
-    assert!(!out.status.success(), "rm of a running container must fail");
-    w.docker(&["kill", "life2"]);
-    let out = w.docker(&["wait", "life2"]);
-    assert_eq!(out.trim(), "137");
-    let out = w.docker(&["container", "prune", "-f"]);
-    assert!(out.contains("Deleted Containers"), "{out}");
-    assert_eq!(w.docker(&["ps", "-aq"]), "");
-    let info = w.docker(&["info", "--format", "{{.Containers}}"]);
-    assert_eq!(info.trim(), "0");
-}
-
-#[test]
-fn containers_outlive_a_daemon_restart() {
-    if !can_run() {
-        return;
-    }
-    let mut w = World::new();
-    w.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "keep",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo before; exec sleep 60",
-    ]);
-    let out = w.try_docker(&["exec", "keep", "/nonexistent"], None);
-    assert_eq!(out.status.code(), Some(126), "{out:?}");
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("nonexistent"),
-        "{out:?}"
-    );
-    w.restart_daemon();
-    let st = w.docker(&["inspect", "-f", "{{.State.Status}}", "keep"]);
-    assert_eq!(st.trim(), "running", "{}", w.log());
-    assert_eq!(w.docker(&["logs", "keep"]), "before\n");
-    assert_eq!(w.docker(&["exec", "keep", "echo", "after"]), "after\n");
-    w.docker(&["rm", "-f", "keep"]);
-    assert_eq!(w.docker(&["ps", "-aq"]), "");
-}
-
-#[test]
-fn docker_cli_volumes_env_and_log_options() {
-    if !can_run() {
-        return;
-    }
-    let w = World::new();
-    w.docker(&[
-        "run",
-        "--rm",
-        "-v",
-        "data1:/data",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo kept > /data/f",
-    ]);
-    let out = w.docker(&[
-        "run",
-        "--rm",
-        "-v",
-        "data1:/data:ro",
-        IMAGE,
-        "cat",
-        "/data/f",
-    ]);
-    assert_eq!(out, "kept\n");
-    let out = w.docker(&["volume", "ls", "-q"]);
-    assert_eq!(out.trim(), "data1");
-    let out = w.docker(&[
-        "run",
-        "--rm",
-        "-e",
-        "GREETING=hi there",
-        "-w",
-        "/tmp",
-        "--user",
-        "0:0",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo $GREETING; pwd; id -u",
-    ]);
-    assert_eq!(out, "hi there\n/tmp\n0\n");
-    let out = w.docker(&[
-        "run", "--rm", "-p", "18080:80", "--expose", "90", IMAGE, "echo", "ports",
-    ]);
-    assert_eq!(out, "ports\n");
-    w.docker(&["run", "--name", "again", IMAGE, "sh", "-c", "echo run"]);
-    let out = w.docker(&["start", "-a", "again"]);
-    assert_eq!(out, "run\n");
-    let logs = w.docker(&["logs", "-t", "again"]);
-    let lines: Vec<&str> = logs.lines().collect();
-    assert_eq!(lines.len(), 2, "{logs}");
-    assert!(
-        lines[0].starts_with("20") && lines[0].ends_with("Z run"),
-        "{logs}"
-    );
-    let out = w.docker(&["logs", "--since", "2099-01-01T00:00:00Z", "again"]);
-    assert_eq!(out, "");
-    w.docker(&["rm", "again"]);
-    w.docker(&[
-        "create",
-        "--name",
-        "holder",
-        "-v",
-        "data1:/data",
-        IMAGE,
-        "true",
-    ]);
-    let out = w.try_docker(&["volume", "rm", "data1"], None);
-    assert!(!out.status.success(), "a volume in use was removed");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("volume is in use"),
-        "{out:?}"
-    );
-    w.docker(&["rm", "holder"]);
-    w.docker(&["volume", "rm", "data1"]);
-    assert_eq!(w.docker(&["volume", "ls", "-q"]), "");
-}
-
-#[test]
-fn docker_cli_interactive_tty_and_start_ai() {
-    if !can_run() {
-        return;
-    }
-    let w = World::new();
-    // docker run -it under a pseudo-terminal (script): raw stream both ways, resize.
-    let sock = w.tmp.path().join("d.sock");
-    let out = Command::new("script")
-        .args(["-qec"])
-        .arg(format!(
-            "stty cols 77 rows 22; DOCKER_HOST=unix://{} DOCKER_CONFIG={} docker run -it --rm {IMAGE} sh -c 'busybox stty size; read x; echo got:$x'",
-            sock.display(),
-            w.tmp.path().join("docker-config").display()
-        ))
-        .arg("/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            std::thread::sleep(Duration::from_millis(1500));
-            c.stdin.take().unwrap().write_all(b"typed\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("22 77"), "{text:?} {}", w.log());
-    assert!(text.contains("got:typed"), "{text:?}");
-    assert!(out.status.success(), "{out:?}");
-
-    // docker create -i, then start -ai with piped stdin.
-    w.docker(&[
-        "create",
-        "-i",
-        "--name",
-        "ai",
-        IMAGE,
-        "sh",
-        "-c",
-        "read x; echo read:$x",
-    ]);
-    let out = w.docker_in(&["start", "-ai", "ai"], Some("line\n"));
-    assert_eq!(out, "read:line\n");
-    w.docker(&["rm", "ai"]);
+    assert_eq!(cfg.trim(), r#"["/bin/hello"] ["A=1"]"#);
+    d.ok(&["tag", "one/app:1", "two/app:1"]);
+    let err = d.fails(&["rmi", &id[7..19]]);
+    assert!(err.contains("conflict: unable to delete"), "{err}");
+    assert!(err.contains("must be forced"), "{err}");
+    let out = d.ok(&["rmi", "-f", &id[7..19]]);
+    assert!(out.contains(&format!("Deleted: {id}")), "{out}");
+    let err = d.fails(&["push", "127.0.0.1:1/nothing:here"]);
+    assert!(err.contains("does not exist locally"), "{err}");
+    let err = d.fails(&["image", "inspect", "nothing"]);
+    assert!(err.contains("No such image: nothing"), "{err}");
+    let err = d.fails(&["history", "nothing"]);
+    assert!(err.contains("No such image: nothing"), "{err}");
 }
