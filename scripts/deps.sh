@@ -8,6 +8,7 @@ if [ "${1:-demo}" = test ]; then
 	want+=(containerd docker.io runc qemu-system-x86 cpio xz-utils e2fsprogs)
 	# A real registry for skiff-registry's integration tests (basic and token auth).
 	want+=(docker-registry apache2-utils openssl python3)
+	want+=(python3-docker) # docker-py smoke test of skiffd (skipped when python3 lacks it)
 	# newuidmap/newgidmap for rootless multi-range id maps.
 	want+=(uidmap)
 	want+=(nftables) # skiff-network writes its table with nft (busybox-static, iproute2 are above)

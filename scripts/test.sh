@@ -8,6 +8,8 @@ source scripts/deps.sh test
 export RUST_BACKTRACE=1
 # deps.sh installed the registry and its tools: the registry tests must not skip.
 export SKIFF_REQUIRE_REGISTRY=1
+# and docker.io (the CLI; its daemon is never started): the docker CLI tests must not skip.
+export SKIFF_REQUIRE_DOCKER=1
 log=$(mktemp /tmp/skiff-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 run() { "$@" 2>&1 | tee -a "$log"; }

@@ -1197,33 +1197,22 @@ impl Engine {
 
     /// Blocks until the condition holds; returns the exit code.
     pub fn wait(&self, name_or_id: &str, cond: WaitCondition) -> Result<i64> {
-        let ctr = self.sh.get(name_or_id)?;
-        let mut st = ctr.lock();
-        let gen = st.exits;
-        loop {
-            let done = match cond {
-                WaitCondition::NotRunning => {
-                    st.removed
-                        || !(st.rec.state.status.is_running()
-                            || st.rec.state.status == Status::Restarting)
-                }
-                WaitCondition::NextExit => st.exits > gen || st.removed,
-                WaitCondition::Removed => st.removed,
-            };
-            if done {
-                return Ok(st.rec.state.exit_code);
-            }
-            if self.sh.shutdown.load(Ordering::SeqCst) {
-                return Err(Error::Internal("the engine is shutting down".into()));
-            }
-            st = ctr
-                .cv
-                .wait_timeout(st, Duration::from_millis(200))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.waiter(name_or_id, cond)?.wait()
     }
 
+    /// A wait that counts exits from now on: an API layer takes it before it answers the
+    /// client (which then starts the container) and blocks in [`Waiter::wait`] later, so a
+    /// `next-exit` cannot miss a container that exits at once.
+    pub fn waiter(&self, name_or_id: &str, cond: WaitCondition) -> Result<Waiter> {
+        let ctr = self.sh.get(name_or_id)?;
+        let gen = ctr.lock().exits;
+        Ok(Waiter {
+            sh: self.sh.clone(),
+            ctr,
+            gen,
+            cond,
+        })
+    }
     /// Removes a container (a running one only with `force`), its rootfs and directories,
     /// and with `volumes` its anonymous volumes.
     pub fn remove(&self, name_or_id: &str, force: bool, volumes: bool) -> Result<()> {
@@ -1531,6 +1520,60 @@ impl Engine {
             return Err(Error::NotFound(format!("no such volume: {name}")));
         }
         self.sh.vols.remove(name)
+    }
+}
+
+/// A pending [`Engine::waiter`].
+pub struct Waiter {
+    sh: Arc<Shared>,
+    ctr: Arc<Ctr>,
+    gen: u64,
+    cond: WaitCondition,
+}
+
+impl Waiter {
+    /// Blocks until the condition holds; returns the exit code.
+    pub fn wait(self) -> Result<i64> {
+        loop {
+            if let Some(code) = self.wait_timeout(Duration::from_secs(3600))? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Like [`Waiter::wait`] for at most `timeout`: `None` if the condition does not hold
+    /// yet (the waiter stays valid, so a caller can check whether its client is still
+    /// there and wait again).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<i64>> {
+        let (ctr, gen, cond) = (&self.ctr, self.gen, self.cond);
+        let deadline = Instant::now() + timeout;
+        let mut st = ctr.lock();
+        loop {
+            let done = match cond {
+                WaitCondition::NotRunning => {
+                    st.removed
+                        || !(st.rec.state.status.is_running()
+                            || st.rec.state.status == Status::Restarting)
+                }
+                WaitCondition::NextExit => st.exits > gen || st.removed,
+                WaitCondition::Removed => st.removed,
+            };
+            if done {
+                return Ok(Some(st.rec.state.exit_code));
+            }
+            if self.sh.shutdown.load(Ordering::SeqCst) {
+                return Err(Error::Internal("the engine is shutting down".into()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            st = ctr
+                .cv
+                .wait_timeout(st, left.min(Duration::from_millis(200)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub mod spec;
 pub mod volumes;
 
 pub use bollard_stubs::models;
-pub use engine::{parse_signal, Engine, EngineConfig, NetworkHook};
+pub use engine::{parse_signal, Engine, EngineConfig, NetworkHook, Waiter};
 pub use error::{Error, ErrorKind, Result};
 pub use exec::{exec_helper_main, ExecProcess};
 pub use logs::LogStream;

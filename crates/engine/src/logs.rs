@@ -19,6 +19,7 @@ use crate::model::{LogEntry, LogsOptions, Status};
 /// ends once the container is no longer running and the log is read to its end.
 pub struct LogStream {
     queue: VecDeque<LogEntry>,
+    cancelled: Option<Box<dyn Fn() -> bool + Send>>,
     follow: Option<Follow>,
     opts: LogsOptions,
     since: Option<String>,
@@ -46,6 +47,7 @@ impl LogStream {
         };
         let mut s = LogStream {
             queue: VecDeque::new(),
+            cancelled: None,
             follow: None,
             since: opts.since.map(stamp),
             until: opts.until.map(stamp),
@@ -168,6 +170,15 @@ fn parse_lines(buf: &[u8], out: &mut Vec<Entry>) {
     }
 }
 
+impl LogStream {
+    /// Ends a followed stream early once `cancelled` returns true (checked while waiting
+    /// for new lines): an API layer passes "the client went away".
+    pub fn cancel_when(mut self, cancelled: impl Fn() -> bool + Send + 'static) -> LogStream {
+        self.cancelled = Some(Box::new(cancelled));
+        self
+    }
+}
+
 impl Iterator for LogStream {
     type Item = LogEntry;
 
@@ -187,6 +198,10 @@ impl Iterator for LogStream {
                 continue;
             }
             if self.queue.is_empty() {
+                if self.cancelled.as_ref().is_some_and(|c| c()) {
+                    self.follow = None;
+                    return None;
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }

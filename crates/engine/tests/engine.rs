@@ -768,3 +768,48 @@ fn a_command_that_cannot_run_fails_the_start() {
     assert!(!w.store.is_rootfs_mounted(&id).unwrap());
     e.remove(&id, false, false).unwrap();
 }
+
+#[test]
+fn a_waiter_counts_exits_from_when_it_was_taken() {
+    let w = World::new();
+    let e = w.engine();
+    let id = e.create(None, body(&["sh", "-c", "exit 4"])).unwrap();
+    let waiter = e.waiter(&id, WaitCondition::NextExit).unwrap();
+    assert_eq!(
+        waiter.wait_timeout(Duration::from_millis(50)).unwrap(),
+        None
+    );
+    e.start(&id).unwrap();
+    // The exit happened before this call: it still counts.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        waiter.wait_timeout(Duration::from_secs(10)).unwrap(),
+        Some(4)
+    );
+    e.remove(&id, true, false).unwrap();
+}
+
+#[test]
+fn a_followed_log_ends_when_cancelled() {
+    let w = World::new();
+    let e = w.engine();
+    let id = e
+        .create(None, body(&["sh", "-c", "echo one; exec sleep 30"]))
+        .unwrap();
+    e.start(&id).unwrap();
+    let t0 = Instant::now();
+    let stream = e
+        .logs(
+            &id,
+            LogsOptions {
+                follow: true,
+                ..all_logs()
+            },
+        )
+        .unwrap()
+        .cancel_when(move || t0.elapsed() > Duration::from_millis(500));
+    let lines: Vec<String> = stream.map(|l| l.line).collect();
+    assert_eq!(lines, ["one\n"]);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    e.remove(&id, true, false).unwrap();
+}
