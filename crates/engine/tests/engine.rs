@@ -14,16 +14,41 @@ struct World {
     store: Store,
 }
 
-fn monitor_bin() -> PathBuf {
+/// `<target>/<profile>/examples/NAME`, built with cargo when missing: `cargo test
+/// --all-targets` compiles examples as test harnesses, not as the programs these tests run.
+fn example_bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let p = dir.join("examples/skiff-monitor");
-    assert!(
-        p.exists(),
-        "{} is missing (cargo test builds it)",
-        p.display()
-    );
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    let p = profile_dir.join("examples").join(name);
+    BUILT.call_once(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args([
+            "build",
+            "-q",
+            "--example",
+            "skiff-monitor",
+            "--example",
+            "skiff-exec-helper",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(profile_dir.parent().unwrap());
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("run cargo build --example");
+        assert!(st.success(), "cargo build of the test monitor failed");
+    });
+    assert!(p.exists(), "{} is missing", p.display());
     p
+}
+
+fn monitor_bin() -> PathBuf {
+    example_bin("skiff-monitor")
 }
 
 fn hdr() -> tar::Header {
@@ -714,7 +739,7 @@ fn exec_runs_in_the_container() {
         monitor_bin(),
         w.store.clone(),
     );
-    cfg.exec_helper = Some((monitor_bin().with_file_name("skiff-exec-helper"), vec![]));
+    cfg.exec_helper = Some((example_bin("skiff-exec-helper"), vec![]));
     let e = Engine::open(cfg).unwrap();
     let mut b = body(&["sh", "-c", "echo inside > /tmp/mark; sleep 1000"]);
     b.config.env = Some(vec!["FROM_CTR=1".into()]);
