@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh demo
 cargo build --release
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 bundle=/var/lib/skiff/demo/busybox
 rm -rf "$bundle" && mkdir -p "$bundle/rootfs/bin"
 cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"

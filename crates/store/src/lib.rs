@@ -207,6 +207,21 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Marks the directory where snapshots are unpacked as a "top directory" (`FS_TOPDIR_FL`), so
+/// ext4's Orlov allocator spreads each new snapshot over the block groups instead of putting
+/// it where the last deleted one was. On an ext4 without a journal the inode allocator skips
+/// every inode freed in the last seconds (minutes while their inode-table block is dirty),
+/// looking each one up: a pull right after `rmi` + `gc` went from 1.2 s to 4-6 s for a Debian
+/// layer; with the flag it stays at 1.2 s. File systems without the flag just ignore this.
+fn spread_new_snapshots(dir: &Path) {
+    let Ok(f) = File::open(dir) else { return };
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&f) {
+        if !flags.contains(rustix::fs::IFlags::TOPDIR) {
+            let _ = rustix::fs::ioctl_setflags(&f, flags | rustix::fs::IFlags::TOPDIR);
+        }
+    }
+}
+
 const DIRS: &[&str] = &[
     "content/blobs/sha256",
     "content/blobs/sha384",
@@ -233,6 +248,7 @@ impl Store {
             fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .map_err(io_err("chmod", &p))?;
         }
+        spread_new_snapshots(&root.join("snapshots/tmp"));
         let lock_path = root.join("lock");
         let lock = File::options()
             .create(true)
