@@ -157,10 +157,23 @@ impl Daemon {
         if let Some(d) = config.storage_driver {
             opts.driver = d;
         }
-        let store = Store::open(root, opts).map_err(|source| DaemonError::Store {
-            path: root.clone(),
-            source: Box::new(source),
-        })?;
+        // A skiffd that is still shutting down (or was killed a moment ago) holds the store's
+        // lock for a little while: wait for it rather than fail.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let store = loop {
+            match Store::open(root, opts.clone()) {
+                Err(skiff_store::Error::Locked(_)) if std::time::Instant::now() < deadline => {
+                    tracing::info!("the image store is locked by another process; waiting");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => {
+                    break r.map_err(|source| DaemonError::Store {
+                        path: root.clone(),
+                        source: Box::new(source),
+                    })?
+                }
+            }
+        };
         let volumes = VolumeStore::open(root).map_err(DaemonError::Volumes)?;
         let registry = skiff_registry::Config {
             insecure_registries: config.insecure_registries.clone(),
