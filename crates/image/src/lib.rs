@@ -5,8 +5,7 @@
 //! # Pull
 //!
 //! [`pull`] resolves the reference (an index is resolved to the requested platform), stores
-//! the index (kept only while the pull's lease lives: the store's gc keeps just the image
-//! manifest; the index digest is recorded as the image's repo digest) and image manifest
+//! the index (recorded as the image's repo digest, which gc keeps) and image manifest
 //! and the verified config in the content store, checks that
 //! the config's `rootfs.diff_ids` match the layers, and then downloads the layers on up to
 //! [`PullOptions::max_concurrent_downloads`] worker threads (3, like dockerd). Each layer is

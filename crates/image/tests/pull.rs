@@ -308,6 +308,9 @@ fn multi_arch_index_pulls_the_host_platform() {
         format!("{}@{index_digest}", r.name())
     );
     check_tree(&store, &r.to_string(), &host);
+    // gc keeps the index the repo digest names.
+    store.gc().unwrap();
+    assert!(store.has_blob(&index_digest), "gc removed the pulled index");
 
     // The other platform, explicitly.
     let p = Platform::new("linux", other, None);

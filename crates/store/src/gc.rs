@@ -54,6 +54,9 @@ impl Store {
         for img in meta.state.images.values() {
             blobs.insert(img.id.clone());
             blobs.insert(img.manifest.clone());
+            // The index (manifest list) a multi-platform pull came through: its repo digest
+            // names it, and push/save may want it again.
+            blobs.extend(img.repo_digests.iter().filter_map(|r| r.digest().cloned()));
             for l in &img.layers {
                 blobs.insert(l.blob.clone());
                 snaps.insert(l.chain_id.clone());
