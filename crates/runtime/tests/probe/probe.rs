@@ -60,7 +60,7 @@ fn report() {
     for (k, f) in [
         ("uid", "Uid:"), ("gid", "Gid:"), ("groups", "Groups:"), ("cap_inh", "CapInh:"), ("cap_prm", "CapPrm:"),
         ("cap_eff", "CapEff:"), ("cap_bnd", "CapBnd:"), ("cap_amb", "CapAmb:"), ("no_new_privs", "NoNewPrivs:"),
-        ("seccomp", "Seccomp:"), ("umask", "Umask:"), ("ppid", "PPid:"), ("sig_ign", "SigIgn:"), ("sig_blk", "SigBlk:"),
+        ("seccomp", "Seccomp:"), ("umask", "Umask:"), ("ppid", "PPid:"), ("sig_blk", "SigBlk:"),
     ] {
         kv(k, esc(&status_field(&status, f)));
     }
