@@ -185,7 +185,9 @@ use std::os::unix::ffi::OsStrExt;
 /// Sends one command on the monitor's socket; returns the connection after its `ok`.
 pub fn command(dir: &Path, cmd: &str) -> Result<UnixStream> {
     let path: PathBuf = dir.join(skiff_monitor::SOCKET);
-    let mut s = UnixStream::connect(&path)
+    let (short, _dir) = skiff_monitor::socket_path(dir)
+        .map_err(io_err(format!("cannot connect to {}", path.display())))?;
+    let mut s = UnixStream::connect(&short)
         .map_err(io_err(format!("cannot connect to {}", path.display())))?;
     s.write_all(format!("{cmd}\n").as_bytes())
         .map_err(io_err("cannot talk to the monitor"))?;

@@ -61,9 +61,66 @@ pub struct ExitStatus {
 }
 
 pub const SOCKET: &str = "monitor.sock";
+
+/// The longest path `sockaddr_un` takes (108 bytes with its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// The path to bind or connect for the socket in `dir`.
+///
+/// A unix socket path must fit in 108 bytes, and a monitor directory under a long exec root
+/// (`--exec-root /var/tmp/bench/run/exec`, then `monitors/<64 hex>/`) does not. Then the
+/// directory is opened `O_PATH` and the path goes through `/proc/self/fd/N/`: keep the
+/// returned fd open until the bind or connect is done.
+pub fn socket_path(dir: &std::path::Path) -> std::io::Result<(PathBuf, Option<std::fs::File>)> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let full = dir.join(SOCKET);
+    if full.as_os_str().as_bytes().len() <= SUN_PATH_MAX {
+        return Ok((full, None));
+    }
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
+        .open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", d.as_raw_fd()));
+    Ok((short, Some(d)))
+}
 pub const EXIT_FILE: &str = "exit.json";
 
 /// The exit status a monitor recorded in `dir`, once there is one.
 pub fn read_exit(dir: &std::path::Path) -> Option<ExitStatus> {
     serde_json::from_slice(&std::fs::read(dir.join(EXIT_FILE)).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_in_long_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("x".repeat(60)).join("y".repeat(60));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (bind, keep) = socket_path(&dir).unwrap();
+        assert!(
+            keep.is_some(),
+            "a {}-byte path needs the fd",
+            dir.as_os_str().len()
+        );
+        assert!(bind.starts_with("/proc/self/fd/"));
+        let l = std::os::unix::net::UnixListener::bind(&bind).unwrap();
+        drop(keep);
+        assert!(
+            dir.join(SOCKET).exists(),
+            "the socket is in the directory itself"
+        );
+        let (conn, _keep) = socket_path(&dir).unwrap();
+        let _c = std::os::unix::net::UnixStream::connect(&conn).unwrap();
+        l.accept().unwrap();
+        // A short directory keeps its plain path.
+        let (p, keep) = socket_path(tmp.path()).unwrap();
+        assert_eq!(p, tmp.path().join(SOCKET));
+        assert!(keep.is_none());
+    }
 }

@@ -285,7 +285,9 @@ pub fn run(mut cfg: Config) -> Result<ExitStatus, Error> {
     let mut oom = rt.oom_watcher(&cfg.id).ok();
     let sock_path = cfg.dir.join(SOCKET);
     let _ = std::fs::remove_file(&sock_path);
-    let listener = UnixListener::bind(&sock_path)
+    let (bind_path, _dir) = crate::socket_path(&cfg.dir)
+        .map_err(io_err(format!("cannot open {}", cfg.dir.display())))?;
+    let listener = UnixListener::bind(&bind_path)
         .map_err(io_err(format!("cannot listen on {}", sock_path.display())))?;
     listener
         .set_nonblocking(true)
@@ -307,6 +309,10 @@ pub fn run(mut cfg: Config) -> Result<ExitStatus, Error> {
         }
         started = true;
     }
+    // What creating the container allocated (the spec, seccomp programs, mount lists) is free
+    // now: give it back, the monitor lives as long as the container.
+    skiff_sys::process::release_free_heap();
+    skiff_sys::process::release_unused_stack();
     let mut clients: Vec<Client> = Vec::new();
     let mut exit_code: Option<i32> = None;
     let mut buf = vec![0u8; 32 * 1024];
@@ -519,6 +525,7 @@ fn handle_client(
             Some("start") => match rt.start_record(rec) {
                 Ok(()) => {
                     *started = true;
+                    skiff_sys::process::release_free_heap();
                     "ok\n".to_string()
                 }
                 Err(e) => format!("error {}\n", chain(&e).replace('\n', " ")),

@@ -148,3 +148,57 @@ pub fn reset_signal_dispositions() {
         }
     }
 }
+
+/// Gives the heap's free memory back to the kernel (glibc's `malloc_trim(0)`).
+///
+/// A long-lived process that did its big allocations once at start (skiff-monitor parsing a
+/// spec and creating a container) keeps those pages dirty otherwise. A no-op where the C
+/// library is not glibc.
+pub fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes a plain integer and only walks the allocator's own arenas
+    // under their locks; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Returns the main thread's stack pages below the current frame (less a 16 KiB margin) to
+/// the kernel (`madvise(MADV_DONTNEED)`): they read as zeros when touched again.
+///
+/// For a long-lived process whose deep call chains ran once at start (skiff-monitor creating
+/// a container). Call it from a shallow frame of the main thread; a no-op elsewhere.
+pub fn release_unused_stack() {
+    let marker = 0u8;
+    let sp = std::ptr::addr_of!(marker) as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some((lo, hi)) = maps
+        .lines()
+        .filter(|l| l.ends_with("[stack]"))
+        .filter_map(|l| {
+            let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
+            Some((
+                usize::from_str_radix(lo, 16).ok()?,
+                usize::from_str_radix(hi, 16).ok()?,
+            ))
+        })
+        .next()
+    else {
+        return;
+    };
+    if sp <= lo || sp >= hi {
+        return; // not on the main thread's stack
+    }
+    let end = sp.saturating_sub(16 * 1024) & !4095;
+    if end <= lo {
+        return;
+    }
+    // SAFETY: [lo, end) is the part of this thread's own stack mapping that lies more than
+    // 16 KiB below the current frame; on a downward-growing stack nothing live is there
+    // (every frame of ours is above `sp`, and this process handles signals through signalfd,
+    // not handlers that could be running below it). MADV_DONTNEED on private anonymous memory
+    // only drops the pages; the next touch maps zero pages. No Rust reference points there.
+    let _ = unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) };
+}
