@@ -385,6 +385,9 @@ fn parse_time(s: &str) -> Result<SystemTime, ApiError> {
 
 /// `GET /containers/{id}/logs`: multiplexed frames (raw with a tty), chunked, streamed while
 /// following.
+/// The largest log frame sent (lines are grouped up to this size).
+const FRAME_MAX: usize = 64 * 1024;
+
 async fn logs(state: &Arc<State>, name: &str, q: &Query) -> Result<Response<Body>, ApiError> {
     let mut opts = LogsOptions {
         follow: q.bool("follow"),
@@ -427,21 +430,46 @@ async fn logs(state: &Arc<State>, name: &str, q: &Query) -> Result<Response<Body
         let gone = tx.clone();
         let stream = stream.cancel_when(move || gone.is_closed());
         let mut w = http::ChannelWriter::new(tx);
-        for entry in stream {
-            let line = entry.render(timestamps);
-            let kind = match entry.stream {
+        // Consecutive lines of one stream go out as one frame (a client reads frames as a
+        // byte stream per stream), sent whenever the log has nothing more buffered: a few
+        // frames per chunk of the file instead of one per line.
+        let mut stream = stream;
+        let mut frame: Vec<u8> = Vec::with_capacity(FRAME_MAX + 4096);
+        let mut kind = protocol::STDOUT;
+        let send = |w: &mut http::ChannelWriter, frame: &mut Vec<u8>, kind: u8| {
+            let r = if frame.is_empty() {
+                Ok(())
+            } else if tty {
+                w.write_all(frame)
+            } else {
+                protocol::write_frame(w, kind, frame)
+            };
+            frame.clear();
+            r
+        };
+        while let Some(entry) = stream.next() {
+            let k = match entry.stream {
                 skiff_monitor::logfile::Stream::Stderr => protocol::STDERR,
                 _ => protocol::STDOUT,
             };
-            let r = if tty {
-                w.write_all(line.as_bytes())
-            } else {
-                protocol::write_frame(&mut w, kind, line.as_bytes())
-            };
-            if r.and_then(|()| w.flush()).is_err() {
-                break;
+            if (k != kind || frame.len() >= FRAME_MAX) && send(&mut w, &mut frame, kind).is_err() {
+                return;
+            }
+            kind = k;
+            if timestamps {
+                frame.extend_from_slice(entry.time.as_bytes());
+                frame.push(b' ');
+            }
+            frame.extend_from_slice(entry.line.as_bytes());
+            if !stream.has_buffered()
+                && send(&mut w, &mut frame, kind)
+                    .and_then(|()| w.flush())
+                    .is_err()
+            {
+                return;
             }
         }
+        let _ = send(&mut w, &mut frame, kind).and_then(|()| w.flush());
     });
     Ok(resp)
 }

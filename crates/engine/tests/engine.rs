@@ -199,6 +199,75 @@ fn run(e: &Engine, b: CreateBody) -> (i64, String) {
 }
 
 #[test]
+fn logs_across_rotated_files() {
+    let w = World::new();
+    let e = w.engine();
+    let b = with_hc(
+        body(&[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 3000 ]; do echo line$i; i=$((i+1)); done",
+        ]),
+        |hc| {
+            hc.log_config = Some(
+                serde_json::from_value(json!({
+                    "Type": "json-file",
+                    "Config": {"max-size": "16k", "max-file": "4"}
+                }))
+                .unwrap(),
+            );
+        },
+    );
+    let id = e.create(None, b).unwrap();
+    e.start(&id).unwrap();
+    assert_eq!(e.wait(&id, WaitCondition::NotRunning).unwrap(), 0);
+    let numbers = |opts: LogsOptions| -> Vec<u32> {
+        e.logs(&id, opts)
+            .unwrap()
+            .map(|l| {
+                l.line
+                    .strip_prefix("line")
+                    .and_then(|n| n.trim_end().parse().ok())
+                    .unwrap_or_else(|| panic!("odd line {:?}", l.line))
+            })
+            .collect()
+    };
+    // Everything the kept files hold: consecutive, ending with the last line, and more than
+    // the live file alone (the rotated files are read too, oldest first).
+    let all = numbers(all_logs());
+    assert_eq!(all.last(), Some(&2999));
+    assert!(
+        all.windows(2).all(|p| p[1] == p[0] + 1),
+        "a gap or reordering"
+    );
+    assert!(
+        all.len() > 400 && all.len() < 3000,
+        "{} lines kept",
+        all.len()
+    );
+    // A tail reaching into the rotated files, and one longer than the whole log.
+    for n in [1, 250, all.len() - 1] {
+        let t = numbers(LogsOptions {
+            tail: Some(n),
+            ..all_logs()
+        });
+        assert_eq!(t, all[all.len() - n..], "tail {n}");
+    }
+    assert_eq!(
+        numbers(LogsOptions {
+            tail: Some(100_000),
+            ..all_logs()
+        }),
+        all
+    );
+    assert!(numbers(LogsOptions {
+        tail: Some(0),
+        ..all_logs()
+    })
+    .is_empty());
+}
+
+#[test]
 fn run_wait_and_logs() {
     let w = World::new();
     let e = w.engine();
