@@ -932,11 +932,21 @@ impl Engine {
         let res = (|| -> Result<Record> {
             std::fs::create_dir_all(&dir)
                 .map_err(io_err(format!("cannot create {}", dir.display())))?;
-            let rootfs = sh
-                .cfg
-                .store
-                .mount_rootfs(&id)
-                .map_err(store_err("cannot mount the rootfs"))?;
+            // Mounted only to fill a new volume from the image: unmounting an overlay syncs
+            // its upper filesystem, tens of ms on a busy disk.
+            let mounted: std::cell::RefCell<Option<PathBuf>> = std::cell::RefCell::new(None);
+            let rootfs = || -> Result<PathBuf> {
+                if let Some(p) = mounted.borrow().as_ref() {
+                    return Ok(p.clone());
+                }
+                let p = sh
+                    .cfg
+                    .store
+                    .mount_rootfs(&id)
+                    .map_err(store_err("cannot mount the rootfs"))?;
+                *mounted.borrow_mut() = Some(p.clone());
+                Ok(p)
+            };
             let _ = &handle;
             let image_vols: Vec<String> = {
                 let mut v: Vec<String> = config
@@ -984,8 +994,10 @@ impl Engine {
             };
             sh.persist(&rec)?;
             // Mounted again at start; an unstarted container holds no mount.
-            if let Err(e) = sh.cfg.store.unmount_rootfs(&id) {
-                tracing::warn!(container = %id, "cannot unmount the rootfs: {e}");
+            if mounted.borrow().is_some() {
+                if let Err(e) = sh.cfg.store.unmount_rootfs(&id) {
+                    tracing::warn!(container = %id, "cannot unmount the rootfs: {e}");
+                }
             }
             Ok(rec)
         })();

@@ -147,9 +147,12 @@ fn clean_dest(d: &str) -> Result<String> {
 
 /// The mounts of a create request, resolved; volumes are created (and filled from the image
 /// when new) on the way. Returns the mount points and the anonymous volumes made.
+///
+/// `rootfs` mounts the container's root filesystem and returns where: it is only called
+/// when a new volume is to be filled from the image (most creates never mount anything).
 pub fn resolve(
     vols: &Volumes,
-    rootfs: &Path,
+    rootfs: &dyn Fn() -> Result<PathBuf>,
     hc: &HostConfig,
     image_volumes: &[String],
 ) -> Result<(Vec<MountPoint>, Vec<String>)> {
@@ -159,7 +162,7 @@ pub fn resolve(
     let volume = |name: &str, dest: &str, rw: bool, no_copy: bool| -> Result<MountPoint> {
         let (data, new) = vols.ensure(name)?;
         if new && !no_copy {
-            copy_up(rootfs, dest, &data)?;
+            copy_up(&rootfs()?, dest, &data)?;
         }
         Ok(MountPoint {
             typ: Some(MountPointTypeEnum::VOLUME),

@@ -313,16 +313,18 @@ fn run_wait_and_logs() {
             &id,
             LogsOptions {
                 tail: Some(1),
-                stderr: false,
                 ..all_logs()
             },
         )
         .unwrap()
         .map(|l| l.render(true))
         .collect();
+    // Docker's tail counts the log's last lines before the stream filter; which of the two
+    // streams' last lines the monitor wrote last is up to the scheduler.
     assert_eq!(tail.len(), 1);
     assert!(
-        tail[0].ends_with("Z out2\n") && tail[0].starts_with("20"),
+        (tail[0].ends_with("Z out2\n") || tail[0].ends_with("Z err\n"))
+            && tail[0].starts_with("20"),
         "{tail:?}"
     );
     // Follow: lines arrive while it runs, the stream ends with the container.
