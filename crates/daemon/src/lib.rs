@@ -42,6 +42,7 @@ pub mod config;
 mod containers;
 pub mod error;
 pub mod events;
+mod exec_tty;
 pub mod http;
 mod images;
 mod router;

@@ -32,7 +32,7 @@ pub mod volumes;
 pub use bollard_stubs::models;
 pub use engine::{parse_signal, Engine, EngineConfig, NetworkHook, Waiter};
 pub use error::{Error, ErrorKind, Result};
-pub use exec::{exec_helper_main, ExecProcess};
+pub use exec::{exec_helper_main, resize_console, ExecProcess};
 pub use logs::LogStream;
 pub use model::{
     CreateBody, Filters, LogEntry, LogsOptions, MonitorRef, Record, State, Status, WaitCondition,
