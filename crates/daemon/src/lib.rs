@@ -116,7 +116,7 @@ pub(crate) struct State {
     pub(crate) volumes: VolumeStore,
     pub(crate) registry: skiff_registry::Config,
     pub(crate) client: skiff_registry::Client,
-    pub(crate) events: Events,
+    pub(crate) events: Arc<Events>,
     pub(crate) engine: Arc<skiff_engine::Engine>,
     pub(crate) execs: containers::Execs,
     pub(crate) id: String,
@@ -188,7 +188,8 @@ impl Daemon {
         let client =
             skiff_registry::Client::new(registry.clone()).map_err(DaemonError::Registry)?;
         let id = engine_id(root)?;
-        let engine = open_engine(&config, &store)?;
+        let events = Arc::new(Events::default());
+        let engine = open_engine(&config, &store, events.clone())?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(Daemon {
             state: Arc::new(State {
@@ -197,7 +198,7 @@ impl Daemon {
                 volumes,
                 registry,
                 client,
-                events: Events::default(),
+                events,
                 engine: Arc::new(engine),
                 execs: containers::Execs::default(),
                 id,
@@ -234,7 +235,11 @@ impl Daemon {
 
 /// Opens the container engine: `skiff-monitor` from next to this executable (unless the
 /// configuration names one), `skiffd exec-helper` as the exec helper.
-fn open_engine(config: &Config, store: &Store) -> Result<skiff_engine::Engine, DaemonError> {
+fn open_engine(
+    config: &Config,
+    store: &Store,
+    events: Arc<Events>,
+) -> Result<skiff_engine::Engine, DaemonError> {
     let exe = std::env::current_exe().map_err(|source| DaemonError::Io {
         op: "locating",
         path: "/proc/self/exe".into(),
@@ -255,6 +260,7 @@ fn open_engine(config: &Config, store: &Store) -> Result<skiff_engine::Engine, D
         store.clone(),
     );
     cfg.exec_helper = Some((exe, vec![EXEC_HELPER_ARG.to_owned()]));
+    cfg.events = Some(events);
     skiff_engine::Engine::open(cfg).map_err(|e| DaemonError::Engine(Box::new(e)))
 }
 

@@ -140,3 +140,287 @@ fn exec_with_a_tty() {
     assert!(text.contains("rc=126"), "{text:?}");
     w.docker(&["rm", "-f", "tt"]);
 }
+
+/// The sha256 of `data` (coreutils' sha256sum: the tests carry no hashing crate).
+fn sha256(data: &[u8]) -> String {
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut si = c.stdin.take().unwrap();
+    let d = data.to_vec();
+    let t = std::thread::spawn(move || si.write_all(&d));
+    let out = c.wait_with_output().unwrap();
+    t.join().unwrap().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Loads (`docker load`) the world's busybox as `tag` with `config` as its image config's
+/// `config` object.
+fn load_image(w: &World, tag: &str, config: serde_json::Value) {
+    let layer = busybox_tar();
+    let cfg = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256(&layer))]},
+    })
+    .to_string();
+    let manifest = serde_json::json!([{
+        "Config": "config.json",
+        "RepoTags": [tag],
+        "Layers": ["layer.tar"],
+    }])
+    .to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("layer.tar", &layer[..]),
+        ("config.json", cfg.as_bytes()),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let mut h = hdr();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let archive = tempfile::NamedTempFile::new_in(w.tmp.path()).unwrap();
+    std::fs::write(archive.path(), b.into_inner().unwrap()).unwrap();
+    w.docker(&["load", "-i", archive.path().to_str().unwrap()]);
+}
+
+fn health(w: &World, name: &str) -> serde_json::Value {
+    let out = w.docker(&["inspect", "--format", "{{json .State.Health}}", name]);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+fn wait_health(w: &World, name: &str, want: &str) -> serde_json::Value {
+    until(40, &format!("{name} to be {want}"), || {
+        let h = health(w, name);
+        (h["Status"] == want).then_some(h)
+    })
+}
+
+#[test]
+fn healthchecks() {
+    if !can_run() {
+        return;
+    }
+    let mut w = World::new();
+    let t0 = w.docker(&["version", "--format", "{{.Server.Os}}"]);
+    assert_eq!(t0.trim(), "linux");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    // An image HEALTHCHECK: healthy once /tmp/ok exists.
+    load_image(
+        &w,
+        "skiff-e2e/health:1",
+        serde_json::json!({
+            "Env": ["PATH=/bin"],
+            "Cmd": ["sh"],
+            "Healthcheck": {"Test": ["CMD-SHELL", "cat /tmp/ok"], "Interval": 500_000_000i64, "Retries": 2},
+        }),
+    );
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "skiff-e2e/health:1",
+        "sleep",
+        "1000",
+    ]);
+    let h = health(&w, "hc");
+    assert!(
+        h["Status"] == "starting" || h["Status"] == "unhealthy",
+        "{h}"
+    );
+    let h = wait_health(&w, "hc", "unhealthy");
+    assert!(h["FailingStreak"].as_i64().unwrap() >= 2, "{h}");
+    let log = h["Log"].as_array().unwrap();
+    assert!(!log.is_empty() && log.len() <= 5, "{h}");
+    assert_eq!(log[0]["ExitCode"], 1);
+    assert!(log[0]["Start"].as_str().unwrap().starts_with("20"), "{h}");
+    assert!(log[0]["End"].as_str().is_some(), "{h}");
+    assert!(
+        log[0]["Output"].as_str().unwrap().contains("can't open"),
+        "{h}"
+    );
+    assert!(w
+        .docker(&[
+            "ps",
+            "--filter",
+            "health=unhealthy",
+            "--format",
+            "{{.Names}}"
+        ])
+        .contains("hc"));
+    w.docker(&["exec", "hc", "sh", "-c", "echo fine > /tmp/ok"]);
+    let h = wait_health(&w, "hc", "healthy");
+    assert_eq!(h["FailingStreak"], 0);
+    let last = h["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["Output"], "fine\n");
+    let status = w.docker(&["ps", "--filter", "name=hc", "--format", "{{.Status}}"]);
+    assert!(status.trim().ends_with("(healthy)"), "{status:?}");
+    assert!(w
+        .docker(&["ps", "--filter", "health=healthy", "--format", "{{.Names}}"])
+        .contains("hc"));
+    assert!(!w
+        .docker(&[
+            "ps",
+            "--filter",
+            "health=unhealthy",
+            "--format",
+            "{{.Names}}"
+        ])
+        .contains("hc"));
+
+    // The flags: CMD form, a timeout, --no-healthcheck over the image's.
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "500ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    let h = wait_health(&w, "slow", "unhealthy");
+    assert_eq!(h["Log"][0]["ExitCode"], -1, "{h}");
+    assert_eq!(
+        h["Log"][0]["Output"],
+        "Health check exceeded timeout (300ms)"
+    );
+    let cfg = w.docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Healthcheck}}",
+        "slow",
+    ]);
+    let cfg: serde_json::Value = serde_json::from_str(cfg.trim()).unwrap();
+    assert_eq!(cfg["Test"], serde_json::json!(["CMD-SHELL", "sleep 5"]));
+    assert_eq!(cfg["Timeout"], 300_000_000);
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "none",
+        "--no-healthcheck",
+        "skiff-e2e/health:1",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        w.docker(&["inspect", "--format", "{{json .State.Health}}", "none"])
+            .trim(),
+        "null"
+    );
+    assert!(w
+        .docker(&["ps", "--filter", "health=none", "--format", "{{.Names}}"])
+        .contains("none"));
+    // A start period: failures in it do not count.
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "sp",
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "60s",
+        "--health-start-period",
+        "60s",
+        "--health-start-interval",
+        "300ms",
+        "--health-retries",
+        "1",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    until(20, "a probe in the start period", || {
+        let h = health(&w, "sp");
+        (h["Log"].as_array().is_some_and(|l| l.len() >= 2)).then_some(())
+    });
+    let h = health(&w, "sp");
+    assert_eq!(h["Status"], "starting", "{h}");
+    assert_eq!(h["FailingStreak"], 0, "{h}");
+    let status = w.docker(&["ps", "--filter", "name=sp", "--format", "{{.Status}}"]);
+    assert!(status.trim().ends_with("(health: starting)"), "{status:?}");
+    // Bad values: Docker's 400, nothing created.
+    let out = w.try_docker(
+        &[
+            "create",
+            "--name",
+            "bad",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "10us",
+            IMAGE,
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Interval in Healthcheck cannot be less than 1ms"),
+        "{out:?}"
+    );
+    assert!(!w
+        .docker(&["ps", "-a", "--format", "{{.Names}}"])
+        .contains("bad"));
+
+    // The events of the changes.
+    let until_t = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = w.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until_t,
+        "--format",
+        "{{.Actor.ID}} {{.Action}}",
+    ]);
+    let hc_id = w.docker(&["inspect", "--format", "{{.Id}}", "hc"]);
+    let hc_id = hc_id.trim();
+    let mine: Vec<&str> = ev
+        .lines()
+        .filter(|l| l.starts_with(hc_id))
+        .map(|l| l[hc_id.len()..].trim())
+        .filter(|a| a.starts_with("health_status"))
+        .collect();
+    assert_eq!(
+        mine,
+        ["health_status: unhealthy", "health_status: healthy"],
+        "{ev}"
+    );
+
+    // The checker comes back with the daemon.
+    w.restart_daemon();
+    w.docker(&["exec", "hc", "rm", "/tmp/ok"]);
+    wait_health(&w, "hc", "unhealthy");
+    for c in ["hc", "slow", "none", "sp"] {
+        w.docker(&["rm", "-f", c]);
+    }
+}

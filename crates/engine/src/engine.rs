@@ -44,6 +44,14 @@ pub struct EngineConfig {
     /// The exec helper: a binary and its leading arguments (`skiffd exec-helper`) whose
     /// `main` calls [`crate::exec_helper_main`] with the remaining arguments.
     pub exec_helper: Option<(PathBuf, Vec<String>)>,
+    /// Told of the container events the engine makes on its own (a policy restart's `die`
+    /// and `start`, `health_status: ...`).
+    pub events: Option<Arc<dyn EventHook>>,
+}
+
+/// Where the engine's own container events go (the daemon's `/events`).
+pub trait EventHook: Send + Sync + std::fmt::Debug {
+    fn container_event(&self, container_id: &str, action: &str, attrs: &[(&str, &str)]);
 }
 
 /// What the daemon plugs in to give containers their network (skiff-network): `setup`
@@ -71,6 +79,7 @@ impl EngineConfig {
             init_bin: tini.exists().then_some(tini),
             network: None,
             exec_helper: None,
+            events: None,
         }
     }
 }
@@ -81,6 +90,8 @@ pub(crate) struct CtrState {
     pub(crate) exits: u64,
     pub(crate) removed: bool,
     started: Option<Instant>,
+    /// Bumped for each healthcheck thread started; older ones see it and stop.
+    pub(crate) health_gen: u64,
 }
 
 pub(crate) struct Ctr {
@@ -95,7 +106,7 @@ impl Ctr {
 }
 
 pub(crate) struct Shared {
-    cfg: EngineConfig,
+    pub(crate) cfg: EngineConfig,
     ctrs: Mutex<HashMap<String, Arc<Ctr>>>,
     pub(crate) shutdown: AtomicBool,
     watchers: Mutex<Vec<JoinHandle<()>>>,
@@ -167,9 +178,7 @@ fn merge(img: ContainerConfig, mut c: ContainerConfig) -> ContainerConfig {
             *mine = theirs;
         }
     }
-    if c.healthcheck.is_none() {
-        c.healthcheck = img.healthcheck;
-    }
+    c.healthcheck = crate::health::merge(img.healthcheck, c.healthcheck.take());
     for (mine, theirs) in [
         (&mut c.exposed_ports, img.exposed_ports),
         (&mut c.volumes, img.volumes),
@@ -295,7 +304,48 @@ impl Shared {
         write_atomic(&self.ctr_dir(&rec.id).join("config.json"), &body)
     }
 
-    fn persist_logged(&self, rec: &Record) {
+    /// Runs a process in a running container: `docker exec` and healthcheck probes.
+    pub(crate) fn exec_process(&self, name_or_id: &str, cfg: &ExecConfig) -> Result<ExecProcess> {
+        let ctr = self.get(name_or_id)?;
+        let st = ctr.lock();
+        let id = st.rec.id.clone();
+        match st.rec.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(Error::Conflict(format!(
+                    "Container {id} is paused, unpause the container before exec"
+                )))
+            }
+            _ => return Err(Error::Conflict(format!("Container {id} is not running"))),
+        }
+        let helper = self.cfg.exec_helper.as_ref().ok_or_else(|| {
+            Error::Internal("exec is not available: no exec helper is configured".into())
+        })?;
+        let rootfs = self
+            .cfg
+            .store
+            .rootfs(&id)
+            .map_err(store_err("cannot find the rootfs"))?
+            .path;
+        let process = crate::exec::process(&self.rt, &id, &rootfs, cfg)?;
+        drop(st);
+        crate::exec::spawn(
+            helper,
+            &self.rt.root,
+            &id,
+            &process,
+            cfg.attach_stdin.unwrap_or(false),
+        )
+    }
+
+    /// Tells the event hook of a container event.
+    pub(crate) fn event(&self, id: &str, action: &str, attrs: &[(&str, &str)]) {
+        if let Some(h) = self.cfg.events.as_ref() {
+            h.container_event(id, action, attrs);
+        }
+    }
+
+    pub(crate) fn persist_logged(&self, rec: &Record) {
         if let Err(e) = self.persist(rec) {
             tracing::warn!(container = %rec.id, "{}", skiff_container::chain(&e));
         }
@@ -584,6 +634,7 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
 }
 
 fn start_watcher(sh: &Arc<Shared>, ctr: &Arc<Ctr>, h: Handle) {
+    crate::health::start_checker(sh, ctr);
     let (s2, c2) = (sh.clone(), ctr.clone());
     let j = std::thread::Builder::new()
         .name("skiff-watch".into())
@@ -799,6 +850,7 @@ impl Engine {
                     rec,
                     exits: 0,
                     removed: false,
+                    health_gen: 0,
                     started: handle.as_ref().map(|_| Instant::now()),
                 }),
                 cv: Condvar::new(),
@@ -864,6 +916,9 @@ impl Engine {
         let doc: ImageConfigDoc = serde_json::from_slice(&raw).unwrap_or_default();
         req.image = Some(image_name.clone());
         let config = merge(doc.config.unwrap_or_default(), req);
+        if let Some(h) = config.healthcheck.as_ref() {
+            crate::health::validate(h)?;
+        }
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());
         if argv.is_empty() {
@@ -1014,6 +1069,7 @@ impl Engine {
                     rec,
                     exits: 0,
                     removed: false,
+                    health_gen: 0,
                     started: None,
                 }),
                 cv: Condvar::new(),
@@ -1233,7 +1289,14 @@ impl Engine {
             ports: Some(Vec::new()),
             labels: Some(rec.config.labels.clone().unwrap_or_default()),
             state: Some(rec.state.status.as_str().to_string()),
-            status: Some(human_status(&rec.state)),
+            status: Some(
+                match crate::health::status_suffix(rec.state.health.as_ref()) {
+                    Some(h) if rec.state.status == Status::Running => {
+                        format!("{} {h}", human_status(&rec.state))
+                    }
+                    _ => human_status(&rec.state),
+                },
+            ),
             mounts: Some(rec.mounts.clone()),
             host_config: Some(bollard_stubs::models::ContainerSummaryHostConfig {
                 network_mode: rec.host_config.network_mode.clone(),
@@ -1250,8 +1313,15 @@ impl Engine {
             .values()
             .map(|c| c.lock().rec.clone())
             .collect();
+        for v in filters.get("health").into_iter().flatten() {
+            crate::health::filter_matches(None, v)?;
+        }
         for k in filters.keys() {
-            if !["status", "name", "id", "label", "ancestor", "exited"].contains(&k.as_str()) {
+            if ![
+                "status", "name", "id", "label", "ancestor", "exited", "health",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(Error::InvalidInput(format!("invalid filter '{k}'")));
             }
         }
@@ -1268,6 +1338,8 @@ impl Engine {
                             .contains(v.trim_start_matches('/')),
                         "id" => r.id.starts_with(v.as_str()),
                         "ancestor" => &r.image_name == v || r.image.contains(v.as_str()),
+                        "health" => crate::health::filter_matches(r.state.health.as_ref(), v)
+                            .unwrap_or(false),
                         "exited" => {
                             r.state.status == Status::Exited
                                 && v.parse::<i64>().ok() == Some(r.state.exit_code)
@@ -1326,7 +1398,7 @@ impl Engine {
                 error: Some(s.error.clone()),
                 started_at: Some(s.started_at.clone()),
                 finished_at: Some(s.finished_at.clone()),
-                health: None,
+                health: s.health.clone(),
             }),
             image: Some(rec.image.clone()),
             resolv_conf_path: Some(rec.resolv_conf_path.clone()),
@@ -1462,37 +1534,7 @@ impl Engine {
     /// Runs a process in a running container (`docker exec`, without a tty for now); its
     /// stdio are pipes in the returned handle.
     pub fn exec(&self, name_or_id: &str, cfg: &ExecConfig) -> Result<ExecProcess> {
-        let ctr = self.sh.get(name_or_id)?;
-        let st = ctr.lock();
-        let id = st.rec.id.clone();
-        match st.rec.state.status {
-            Status::Running => {}
-            Status::Paused => {
-                return Err(Error::Conflict(format!(
-                    "Container {id} is paused, unpause the container before exec"
-                )))
-            }
-            _ => return Err(Error::Conflict(format!("Container {id} is not running"))),
-        }
-        let helper = self.sh.cfg.exec_helper.as_ref().ok_or_else(|| {
-            Error::Internal("exec is not available: no exec helper is configured".into())
-        })?;
-        let rootfs = self
-            .sh
-            .cfg
-            .store
-            .rootfs(&id)
-            .map_err(store_err("cannot find the rootfs"))?
-            .path;
-        let process = crate::exec::process(&self.sh.rt, &id, &rootfs, cfg)?;
-        drop(st);
-        crate::exec::spawn(
-            helper,
-            &self.sh.rt.root,
-            &id,
-            &process,
-            cfg.attach_stdin.unwrap_or(false),
-        )
+        self.sh.exec_process(name_or_id, cfg)
     }
 
     /// The names of the local volumes.

@@ -22,6 +22,7 @@
 mod engine;
 mod error;
 mod exec;
+mod health;
 mod logs;
 mod model;
 mod monitor;
@@ -30,7 +31,7 @@ pub mod spec;
 pub mod volumes;
 
 pub use bollard_stubs::models;
-pub use engine::{parse_signal, Engine, EngineConfig, NetworkHook, Waiter};
+pub use engine::{parse_signal, Engine, EngineConfig, EventHook, NetworkHook, Waiter};
 pub use error::{Error, ErrorKind, Result};
 pub use exec::{exec_helper_main, resize_console, ExecProcess};
 pub use logs::LogStream;
