@@ -329,6 +329,7 @@ where
         ("POST", "attach") => attach(state, req, &name, q).await,
         ("GET", "stats") => stats(state, &name, q).await,
         ("POST", "exec") => exec_create(state, &name, req.into_body()).await,
+        ("POST", "update") => update(state, &name, req.into_body()).await,
         _ => Err(ApiError::not_found("page not found")),
     }
 }
@@ -738,6 +739,26 @@ fn stats_json(s: &skiff_cgroups::Stats) -> Value {
         "storage_stats": {},
         "networks": {},
     })
+}
+
+/// `POST /containers/{id}/update`: new limits and restart policy.
+async fn update<B>(state: &Arc<State>, name: &str, body: B) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let raw = http::read_body(body, 1 << 20).await?;
+    let body: skiff_engine::UpdateBody = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON in the update request: {e}")))?;
+    let name = name.to_owned();
+    let (id, warnings) = eng(state, move |e| {
+        let id = e.resolve(&name)?;
+        let w = e.update(&id, &body)?;
+        Ok((id, w))
+    })
+    .await?;
+    state.events.publish("container", "update", &id, &[]);
+    ok_json(&json!({ "Warnings": warnings }))
 }
 
 // ---------------------------------------------------------------- exec

@@ -424,3 +424,160 @@ fn healthchecks() {
         w.docker(&["rm", "-f", c]);
     }
 }
+
+/// A cgroup v1 file of a container (the engine's cgroupsPath is `/skiff/<id>`).
+fn cg(controller: &str, id: &str, file: &str) -> String {
+    std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}/skiff/{id}/{file}"))
+        .unwrap_or_else(|e| panic!("{controller}/{file} of {id}: {e}"))
+        .trim()
+        .to_owned()
+}
+
+fn inspect(w: &World, name: &str, fmt: &str) -> String {
+    w.docker(&["inspect", "--format", fmt, name])
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn docker_update() {
+    if !can_run() {
+        return;
+    }
+    if !std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        eprintln!("SKIPPED: docker update test reads cgroup v1 files (hybrid layout)");
+        assert!(std::env::var_os("SKIFF_REQUIRE_DOCKER").is_none());
+        return;
+    }
+    let w = World::new();
+    let id = w.docker(&[
+        "run", "-d", "--name", "up", "--memory", "64m", IMAGE, "sleep", "1000",
+    ]);
+    let id = id.trim();
+    assert_eq!(cg("memory", id, "memory.limit_in_bytes"), "67108864");
+    let out = w.docker(&[
+        "update",
+        "--memory",
+        "128m",
+        "--memory-swap",
+        "256m",
+        "--memory-reservation",
+        "32m",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--pids-limit",
+        "50",
+        "--cpuset-cpus",
+        "0",
+        "--restart",
+        "on-failure:3",
+        "up",
+    ]);
+    assert_eq!(out.trim(), "up");
+    let live = |id: &str| {
+        assert_eq!(cg("memory", id, "memory.limit_in_bytes"), "134217728");
+        assert_eq!(cg("memory", id, "memory.memsw.limit_in_bytes"), "268435456");
+        assert_eq!(cg("memory", id, "memory.soft_limit_in_bytes"), "33554432");
+        assert_eq!(cg("cpu", id, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cg("cpu", id, "cpu.shares"), "512");
+        assert_eq!(cg("pids", id, "pids.max"), "50");
+        assert_eq!(cg("cpuset", id, "cpuset.cpus"), "0");
+    };
+    live(id);
+    assert_eq!(
+        inspect(
+            &w,
+            "up",
+            "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}} {{.HostConfig.PidsLimit}} {{.HostConfig.CpusetCpus}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+        ),
+        "134217728 268435456 500000000 512 50 0 on-failure:3"
+    );
+    // A restart keeps them (the spec is made from the persisted config).
+    w.docker(&["restart", "-t", "0", "up"]);
+    live(id);
+
+    // Docker's refusals: a 400 with its message, nothing changed.
+    for (args, msg) in [
+        (
+            vec!["--memory", "1m"],
+            "Minimum memory limit allowed is 6MB",
+        ),
+        (
+            vec!["--memory", "512m"],
+            "update the memoryswap at the same time",
+        ),
+        (
+            vec!["--cpu-period", "10"],
+            "CPU cfs period can not be less than 1ms",
+        ),
+        (
+            vec!["--cpuset-cpus", "77"],
+            "Requested CPUs are not available",
+        ),
+    ] {
+        let mut a = vec!["update"];
+        a.extend(args);
+        a.push("up");
+        let out = w.try_docker(&a, None);
+        assert!(!out.status.success(), "{a:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(msg), "{a:?}: {err}");
+    }
+    live(id);
+    let out = w.try_docker(&["update", "--memory", "64m", "nosuch"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such container: nosuch"));
+
+    // Below what the container uses: refused, the old limit stays.
+    let hog = w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hog",
+        "--memory",
+        "200m",
+        IMAGE,
+        "sh",
+        "-c",
+        "head -c 40000000 /dev/zero > /dev/shm/fill && touch /tmp/ready; sleep 1000",
+    ]);
+    let hog = hog.trim();
+    until(30, "the hog to fill its memory", || {
+        let o = w.try_docker(&["exec", "hog", "ls", "/tmp/ready"], None);
+        o.status.success().then_some(())
+    });
+    let usage = cg("memory", hog, "memory.usage_in_bytes");
+    let out = w.try_docker(
+        &["update", "--memory", "10m", "--memory-swap", "20m", "hog"],
+        None,
+    );
+    assert!(!out.status.success(), "usage {usage}: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Cannot update container {hog}")),
+        "{err}"
+    );
+    assert_eq!(cg("memory", hog, "memory.limit_in_bytes"), "209715200");
+    assert_eq!(inspect(&w, "hog", "{{.HostConfig.Memory}}"), "209715200");
+
+    // Unlimited pids; a stopped container gets its update at the next start.
+    w.docker(&["update", "--pids-limit", "-1", "up"]);
+    assert_eq!(cg("pids", id, "pids.max"), "max");
+    w.docker(&["stop", "-t", "0", "up"]);
+    w.docker(&["update", "--memory", "100m", "--memory-swap", "-1", "up"]);
+    w.docker(&["start", "up"]);
+    assert_eq!(cg("memory", id, "memory.limit_in_bytes"), "104857600");
+    // Block I/O weight: applied, or discarded with Docker's warning on a kernel without it.
+    let out = w.try_docker(&["update", "--blkio-weight", "300", "up"], None);
+    assert!(out.status.success(), "{out:?}");
+    if !std::path::Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists()
+    {
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Weight discarded"),
+            "{out:?}"
+        );
+    }
+    w.docker(&["rm", "-f", "up", "hog"]);
+}

@@ -111,7 +111,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     watchers: Mutex<Vec<JoinHandle<()>>>,
     vols: Volumes,
-    rt: Runtime,
+    pub(crate) rt: Runtime,
 }
 
 /// The container manager. Dropping it stops its watcher threads; the monitors (and so the
@@ -298,7 +298,7 @@ impl Shared {
         self.cfg.run_root.join("m").join(id)
     }
 
-    fn persist(&self, rec: &Record) -> Result<()> {
+    pub(crate) fn persist(&self, rec: &Record) -> Result<()> {
         let body = serde_json::to_vec_pretty(rec)
             .map_err(|e| Error::Internal(format!("cannot encode a container record: {e}")))?;
         write_atomic(&self.ctr_dir(&rec.id).join("config.json"), &body)
@@ -1531,8 +1531,15 @@ impl Engine {
             .map_err(|_| Error::Conflict(format!("Container {id} is not running")))
     }
 
-    /// Runs a process in a running container (`docker exec`, without a tty for now); its
-    /// stdio are pipes in the returned handle.
+    /// `docker update`: new limits (applied to the running cgroup) and restart policy,
+    /// persisted; Docker's warnings.
+    pub fn update(&self, name_or_id: &str, body: &crate::UpdateBody) -> Result<Vec<String>> {
+        let ctr = self.sh.get(name_or_id)?;
+        crate::update::update(&self.sh, &ctr, body)
+    }
+
+    /// Runs a process in a running container (`docker exec`); its stdio are pipes in the
+    /// returned handle, or a terminal with `Tty`.
     pub fn exec(&self, name_or_id: &str, cfg: &ExecConfig) -> Result<ExecProcess> {
         self.sh.exec_process(name_or_id, cfg)
     }

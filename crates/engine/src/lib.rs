@@ -28,6 +28,7 @@ mod model;
 mod monitor;
 mod names;
 pub mod spec;
+mod update;
 pub mod volumes;
 
 pub use bollard_stubs::models;
@@ -38,3 +39,4 @@ pub use logs::LogStream;
 pub use model::{
     CreateBody, Filters, LogEntry, LogsOptions, MonitorRef, Record, State, Status, WaitCondition,
 };
+pub use update::UpdateBody;
