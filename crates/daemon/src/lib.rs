@@ -234,7 +234,8 @@ impl Daemon {
 }
 
 /// Opens the container engine: `skiff-monitor` from next to this executable (unless the
-/// configuration names one), `skiffd exec-helper` as the exec helper.
+/// configuration names one), `skiff-init` from there too for `--init`, `skiffd
+/// exec-helper` as the exec helper.
 fn open_engine(
     config: &Config,
     store: &Store,
@@ -259,6 +260,9 @@ fn open_engine(
         monitor_bin,
         store.clone(),
     );
+    if cfg.init_bin.is_none() {
+        tracing::warn!("skiff-init not found next to skiffd: `--init` containers cannot start");
+    }
     cfg.exec_helper = Some((exe, vec![EXEC_HELPER_ARG.to_owned()]));
     cfg.events = Some(events);
     skiff_engine::Engine::open(cfg).map_err(|e| DaemonError::Engine(Box::new(e)))

@@ -581,3 +581,77 @@ fn docker_update() {
     }
     w.docker(&["rm", "-f", "up", "hog"]);
 }
+
+#[test]
+fn init_reaps_forwards_and_passes_exit_codes() {
+    if !can_run() {
+        return;
+    }
+    ensure_init();
+    let w = World::new();
+    // PID 1 is skiff-init, bound read-only at /sbin/docker-init, the command its child.
+    let out = w.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        IMAGE,
+        "sh",
+        "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; echo $$; grep ' /sbin/docker-init ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("/sbin/docker-init -- sh -c "), "{out}");
+    assert_ne!(lines[1], "1", "{out}");
+    assert_eq!(lines[2], "ro", "{out}");
+
+    // Exit codes pass through; a signal's is 128+N.
+    let code = |args: &[&str]| {
+        let mut a = vec!["run", "--rm", "--init", IMAGE];
+        a.extend_from_slice(args);
+        w.try_docker(&a, None).status.code()
+    };
+    assert_eq!(code(&["sh", "-c", "exit 7"]), Some(7));
+    assert_eq!(code(&["sh", "-c", "kill -KILL $$"]), Some(137));
+    assert_eq!(code(&["/nope"]), Some(127));
+
+    // Zombies: a shell orphans two children, then becomes `sleep`, which never waits.
+    // Without an init the orphans (children of PID 1 = that sleep) stay zombies; with it
+    // they are re-parented to the init and reaped.
+    let procs = |name: &str| {
+        w.docker(&["exec", name, "ps", "-o", "stat,args"])
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    let orphans = "(sleep 0.1 &); (sleep 0.1 &); exec sleep 1000";
+    w.docker(&["run", "-d", "--name", "noinit", IMAGE, "sh", "-c", orphans]);
+    until(20, "two zombies without an init", || {
+        let p = procs("noinit");
+        (p.iter().filter(|l| l.starts_with('Z')).count() == 2).then_some(())
+    });
+    w.docker(&[
+        "run", "-d", "--init", "--name", "withinit", IMAGE, "sh", "-c", orphans,
+    ]);
+    let orphan = |l: &String| l.ends_with(" sleep 0.1");
+    until(20, "the orphans to end", || {
+        (!procs("withinit").iter().any(orphan)).then_some(())
+    });
+    let p = procs("withinit");
+    assert!(!p.iter().any(|l| l.starts_with('Z')), "zombies: {p:?}");
+    w.docker(&["rm", "-f", "noinit", "withinit"]);
+
+    // SIGTERM reaches the command (a shell as PID 2 dies of it): docker stop is quick and
+    // the status is 143, not the 137 of the kill after the grace period.
+    w.docker(&[
+        "run", "-d", "--init", "--name", "ini", IMAGE, "sleep", "1000",
+    ]);
+    let t = Instant::now();
+    w.docker(&["stop", "-t", "30", "ini"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(25),
+        "docker stop waited for the grace period"
+    );
+    assert_eq!(inspect(&w, "ini", "{{.State.ExitCode}}"), "143");
+    w.docker(&["rm", "ini"]);
+}

@@ -37,7 +37,7 @@ pub struct EngineConfig {
     /// Default json-file rotation (`max-size` bytes, 0 = none; `max-file`).
     pub log_max_size: u64,
     pub log_max_file: u32,
-    /// A static init for `--init` (tini-static), bind-mounted at /sbin/docker-init.
+    /// A static init for `--init` (skiff-init), bind-mounted at /sbin/docker-init.
     pub init_bin: Option<PathBuf>,
     /// Sets up (and tears down) the network of containers not on the host network.
     pub network: Option<Arc<dyn NetworkHook>>,
@@ -66,9 +66,8 @@ pub trait NetworkHook: Send + Sync + std::fmt::Debug {
 }
 
 impl EngineConfig {
-    /// Defaults for the given roots: no rotation, `/usr/bin/tini-static` as init if present.
+    /// Defaults for the given roots: no rotation, [`default_init_bin`] as init.
     pub fn new(data_root: PathBuf, run_root: PathBuf, monitor_bin: PathBuf, store: Store) -> Self {
-        let tini = PathBuf::from("/usr/bin/tini-static");
         EngineConfig {
             data_root,
             run_root,
@@ -76,12 +75,26 @@ impl EngineConfig {
             store,
             log_max_size: 0,
             log_max_file: 1,
-            init_bin: tini.exists().then_some(tini),
+            init_bin: default_init_bin(),
             network: None,
             exec_helper: None,
             events: None,
         }
     }
+}
+
+/// `skiff-init` next to the running executable (or one directory up, for a test binary in
+/// cargo's `deps/`), if it is there.
+pub fn default_init_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let mut dirs = vec![dir.to_path_buf()];
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dirs.extend(dir.parent().map(Path::to_path_buf));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("skiff-init"))
+        .find(|p| p.is_file())
 }
 
 pub(crate) struct CtrState {
@@ -90,13 +103,14 @@ pub(crate) struct CtrState {
     pub(crate) exits: u64,
     pub(crate) removed: bool,
     started: Option<Instant>,
-    /// Bumped for each healthcheck thread started; older ones see it and stop.
-    pub(crate) health_gen: u64,
 }
 
 pub(crate) struct Ctr {
     pub(crate) st: Mutex<CtrState>,
     pub(crate) cv: Condvar,
+    /// Bumped for each healthcheck thread started (without the lock, which a caller may
+    /// hold); older ones see it and stop.
+    pub(crate) health_gen: std::sync::atomic::AtomicU64,
 }
 
 impl Ctr {
@@ -850,10 +864,10 @@ impl Engine {
                     rec,
                     exits: 0,
                     removed: false,
-                    health_gen: 0,
                     started: handle.as_ref().map(|_| Instant::now()),
                 }),
                 cv: Condvar::new(),
+                health_gen: std::sync::atomic::AtomicU64::new(0),
             });
             lock(&sh.ctrs).insert(id, ctr.clone());
             if let Some(h) = handle {
@@ -1069,10 +1083,10 @@ impl Engine {
                     rec,
                     exits: 0,
                     removed: false,
-                    health_gen: 0,
                     started: None,
                 }),
                 cv: Condvar::new(),
+                health_gen: std::sync::atomic::AtomicU64::new(0),
             }),
         );
         tracing::info!(container = %id, %name, image = %image_name, "created");

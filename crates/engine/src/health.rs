@@ -287,17 +287,19 @@ fn probe(sh: &Shared, id: &str, s: &Settings) -> HealthcheckResult {
 
 /// Starts the checker of a container that has a healthcheck (a no-op otherwise). A
 /// checker started earlier for the same container stops at its next look.
+/// The caller may hold the container's lock: the thread takes it only once it runs.
 pub(crate) fn start_checker(sh: &Arc<Shared>, ctr: &Arc<Ctr>) {
-    let (settings, gen) = {
-        let mut st = ctr.lock();
-        st.health_gen += 1;
-        (settings(&st.rec.config), st.health_gen)
-    };
-    let Some(settings) = settings else { return };
+    use std::sync::atomic::Ordering;
+    let gen = ctr.health_gen.fetch_add(1, Ordering::SeqCst) + 1;
     let (sh, ctr) = (sh.clone(), ctr.clone());
     let r = std::thread::Builder::new()
         .name("skiff-health".into())
-        .spawn(move || check_loop(&sh, &ctr, gen, &settings));
+        .spawn(move || {
+            let settings = settings(&ctr.lock().rec.config);
+            if let Some(s) = settings {
+                check_loop(&sh, &ctr, gen, &s);
+            }
+        });
     if let Err(e) = r {
         tracing::error!("cannot start a healthcheck thread: {e}");
     }
@@ -325,7 +327,7 @@ fn check_loop(sh: &Arc<Shared>, ctr: &Arc<Ctr>, gen: u64, s: &Settings) {
             let status = st.rec.state.status;
             let over = st.removed
                 || sh.shutdown.load(Ordering::SeqCst)
-                || st.health_gen != gen
+                || ctr.health_gen.load(Ordering::SeqCst) != gen
                 || matches!(status, Status::Exited | Status::Dead | Status::Removing)
                 || (status == Status::Created && st.rec.monitor.is_none());
             if over {
@@ -359,7 +361,10 @@ fn check_loop(sh: &Arc<Shared>, ctr: &Arc<Ctr>, gen: u64, s: &Settings) {
         drop(st);
         let res = probe(sh, &id, s);
         let mut st = ctr.lock();
-        if st.health_gen != gen || st.rec.state.started_at != run || st.removed {
+        if ctr.health_gen.load(Ordering::SeqCst) != gen
+            || st.rec.state.started_at != run
+            || st.removed
+        {
             continue;
         }
         let in_start = run_t0.elapsed() < s.start_period;

@@ -32,7 +32,9 @@ mod update;
 pub mod volumes;
 
 pub use bollard_stubs::models;
-pub use engine::{parse_signal, Engine, EngineConfig, EventHook, NetworkHook, Waiter};
+pub use engine::{
+    default_init_bin, parse_signal, Engine, EngineConfig, EventHook, NetworkHook, Waiter,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use exec::{exec_helper_main, resize_console, ExecProcess};
 pub use logs::LogStream;
