@@ -234,19 +234,11 @@ where
             match started {
                 Some((id, exit, auto_remove)) => {
                     state.events.publish("container", "start", &id, &[]);
-                    // The `die` event (one per start; a thread like the engine's watchers),
-                    // and `destroy` once the engine has auto-removed it.
+                    // `die` comes from the engine's event hook (every exit, policy restarts
+                    // too); `destroy` once the engine has auto-removed it.
                     let st = state.clone();
                     std::thread::spawn(move || {
-                        if let Ok(code) = exit.wait() {
-                            let code = code.to_string();
-                            st.events.publish(
-                                "container",
-                                "die",
-                                &id,
-                                &[("exitCode", code.as_str())],
-                            );
-                        }
+                        let _ = exit.wait();
                         if auto_remove {
                             let gone = match st.engine.wait(&id, WaitCondition::Removed) {
                                 Ok(_) => true,
@@ -284,7 +276,15 @@ where
         }
         ("POST", "restart") => {
             let t = int_param(q, "t")?;
-            eng(state, move |e| e.restart(&name, t)).await?;
+            let id = eng(state, move |e| {
+                let id = e.resolve(&name)?;
+                e.restart(&id, t).map(|()| id)
+            })
+            .await?;
+            // As Docker: `die` (from the engine) and `stop`, then `start` and `restart`.
+            for action in ["stop", "start", "restart"] {
+                state.events.publish("container", action, &id, &[]);
+            }
             no_content()
         }
         ("POST", "kill") => {

@@ -655,3 +655,131 @@ fn init_reaps_forwards_and_passes_exit_codes() {
     assert_eq!(inspect(&w, "ini", "{{.State.ExitCode}}"), "143");
     w.docker(&["rm", "ini"]);
 }
+
+/// The actions of `id`'s events between `since` and now (`docker events --until`).
+fn actions(w: &World, id: &str, since: &str) -> Vec<String> {
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    w.docker(&[
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--format",
+        "{{.Actor.ID}} {{.Action}}",
+    ])
+    .lines()
+    .filter_map(|l| l.strip_prefix(id))
+    .map(|a| a.trim().to_owned())
+    .collect()
+}
+
+#[test]
+fn restart_policy_events() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    // on-failure:2: three runs, each a start and a die, RestartCount 2.
+    let id = w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "rp",
+        "--restart",
+        "on-failure:2",
+        IMAGE,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let id = id.trim().to_owned();
+    until(30, "the policy to give up", || {
+        let s = inspect(
+            &w,
+            "rp",
+            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+        );
+        (s == "exited 2 3").then_some(())
+    });
+    let acts: Vec<String> = actions(&w, &id, &since)
+        .into_iter()
+        .filter(|a| a == "start" || a.starts_with("die"))
+        .collect();
+    assert_eq!(
+        acts,
+        ["start", "die", "start", "die", "start", "die"],
+        "{}",
+        w.log()
+    );
+    let ev = w.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1)
+        .to_string(),
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.exitCode}}",
+    ]);
+    assert!(ev.lines().take(3).all(|c| c == "3"), "{ev}");
+
+    // always: restarted after a clean exit too; an explicit restart says so.
+    let id2 = w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "al",
+        "--restart",
+        "always",
+        IMAGE,
+        "sh",
+        "-c",
+        "sleep 0.3",
+    ]);
+    let id2 = id2.trim().to_owned();
+    until(30, "a policy restart", || {
+        (inspect(&w, "al", "{{.RestartCount}}") != "0").then_some(())
+    });
+    w.docker(&["update", "--restart", "no", "al"]);
+    until(30, "the last run to end", || {
+        (inspect(&w, "al", "{{.State.Status}}") == "exited").then_some(())
+    });
+    let since2 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    w.docker(&["run", "-d", "--name", "ex", IMAGE, "sleep", "1000"]);
+    let id3 = w.docker(&["inspect", "--format", "{{.Id}}", "ex"]);
+    w.docker(&["restart", "-t", "0", "ex"]);
+    let acts = actions(&w, id3.trim(), &since2);
+    let tail: Vec<&str> = acts
+        .iter()
+        .map(String::as_str)
+        .skip_while(|a| *a != "die")
+        .collect();
+    assert_eq!(tail, ["die", "stop", "start", "restart"], "{acts:?}");
+    let acts = actions(&w, &id2, &since);
+    assert!(
+        acts.iter().filter(|a| *a == "start").count() >= 2,
+        "{acts:?}"
+    );
+    w.docker(&["rm", "-f", "rp", "al", "ex"]);
+}

@@ -594,6 +594,9 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
             st.rec.state.status = Status::Restarting;
         }
         sh.persist_logged(&st.rec);
+        // Before the waiters wake: a `stop` or `restart` reports after the `die`.
+        let code = st.rec.state.exit_code.to_string();
+        sh.event(&id, "die", &[("exitCode", code.as_str())]);
         ctr.cv.notify_all();
         let auto_remove = st.rec.host_config.auto_remove.unwrap_or(false);
         if !restart {
@@ -634,7 +637,10 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
         }
         st.rec.restart_count += 1;
         match sh.spawn(&mut st, false) {
-            Ok(h) => handle = h,
+            Ok(h) => {
+                handle = h;
+                sh.event(&id, "start", &[]);
+            }
             Err(e) => {
                 tracing::warn!(container = %id, "restart failed: {e}");
                 st.rec.state.status = Status::Exited;
