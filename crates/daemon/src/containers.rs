@@ -1005,6 +1005,8 @@ where
         execs.execs.update(&eid, |e| {
             e.running = false;
             e.exit_code = Some(code);
+            // The terminal goes with the process (the entry stays for inspect).
+            e.console = None;
         });
     };
     if tty {

@@ -783,3 +783,96 @@ fn restart_policy_events() {
     );
     w.docker(&["rm", "-f", "rp", "al", "ex"]);
 }
+
+#[test]
+fn log_drivers_and_logs_until() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    // none: the container runs, nothing is kept, reading is Docker's error.
+    w.docker(&[
+        "run",
+        "--name",
+        "nolog",
+        "--log-driver",
+        "none",
+        IMAGE,
+        "echo",
+        "lost",
+    ]);
+    let out = w.try_docker(&["logs", "nolog"], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("configured logging driver does not support reading"),
+        "{out:?}"
+    );
+    assert_eq!(
+        inspect(&w, "nolog", "{{.HostConfig.LogConfig.Type}} [{{.LogPath}}]"),
+        "none []"
+    );
+    // local: readable, local's rotation defaults.
+    w.docker(&[
+        "run",
+        "--name",
+        "loc",
+        "--log-driver",
+        "local",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo one; echo two >&2",
+    ]);
+    assert_eq!(w.docker(&["logs", "loc"]), "one\n");
+    let out = w.try_docker(&["logs", "loc"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "two\n");
+    assert_eq!(
+        inspect(&w, "loc", "{{.HostConfig.LogConfig.Type}}"),
+        "local"
+    );
+    // An unknown driver: Docker's 400, nothing created.
+    let out = w.try_docker(
+        &["create", "--name", "bad", "--log-driver", "nosuch", IMAGE],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("logger: no log driver named 'nosuch' is registered"));
+    assert!(!w
+        .docker(&["ps", "-a", "--format", "{{.Names}}"])
+        .contains("bad"));
+
+    // logs --until: only what came before; with --follow it ends at that time.
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo early; sleep 2; echo late; sleep 1000",
+    ]);
+    until(20, "the first line", || {
+        (w.docker(&["logs", "ticker"]) == "early\n").then_some(())
+    });
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    until(20, "the second line", || {
+        w.docker(&["logs", "ticker"]).contains("late").then_some(())
+    });
+    let cut = format!("{cut:.3}");
+    assert_eq!(w.docker(&["logs", "--until", &cut, "ticker"]), "early\n");
+    // Following up to a time just ahead: the CLI returns by itself.
+    let soon = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let out = w.docker(&["logs", "--follow", "--until", &soon, "ticker"]);
+    assert_eq!(out, "early\nlate\n");
+    w.docker(&["rm", "-f", "nolog", "loc", "ticker"]);
+}

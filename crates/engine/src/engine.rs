@@ -436,7 +436,7 @@ impl Shared {
             bundle: &bundle,
             runtime_root: &self.rt.root,
             dir: &dir,
-            log: Path::new(&st.rec.log_path),
+            log: Some(Path::new(&st.rec.log_path)).filter(|p| !p.as_os_str().is_empty()),
             log_max_size: st.rec.log_max_size,
             log_max_file: st.rec.log_max_file,
             tty,
@@ -956,16 +956,12 @@ impl Engine {
         // Checked now so a bad request fails at create, as with Docker.
         spec::capabilities(&hc)?;
         let (mut log_max_size, mut log_max_file) = (sh.cfg.log_max_size, sh.cfg.log_max_file);
+        let log_driver = logs::driver(&hc)?;
+        if log_driver == logs::LOCAL {
+            (log_max_size, log_max_file) = logs::LOCAL_ROTATION;
+        }
+        hc.log_config.get_or_insert_with(Default::default).typ = Some(log_driver.to_owned());
         if let Some(lc) = &hc.log_config {
-            if let Some(t) = lc
-                .typ
-                .as_deref()
-                .filter(|t| !t.is_empty() && *t != "json-file")
-            {
-                return Err(Error::InvalidInput(format!(
-                    "log driver {t:?} is not supported (only json-file)"
-                )));
-            }
             for (k, v) in lc.config.iter().flatten() {
                 match k.as_str() {
                     "max-size" => log_max_size = parse_size(v)?,
@@ -1048,7 +1044,7 @@ impl Engine {
                 mounts,
                 anonymous_volumes: anon,
                 restart_count: 0,
-                log_path: dir.join(format!("{id}-json.log")).display().to_string(),
+                log_path: logs::path(log_driver, &dir, &id)?,
                 hostname_path: hostname_path.display().to_string(),
                 hosts_path: hosts_path.display().to_string(),
                 resolv_conf_path: resolv_path.display().to_string(),
@@ -1424,7 +1420,14 @@ impl Engine {
             resolv_conf_path: Some(rec.resolv_conf_path.clone()),
             hostname_path: Some(rec.hostname_path.clone()),
             hosts_path: Some(rec.hosts_path.clone()),
-            log_path: Some(rec.log_path.clone()),
+            // Docker shows the path of a json-file log only.
+            log_path: Some(
+                if logs::driver(&rec.host_config).ok() == Some(logs::JSON_FILE) {
+                    rec.log_path.clone()
+                } else {
+                    String::new()
+                },
+            ),
             name: Some(rec.name.clone()),
             restart_count: Some(rec.restart_count),
             driver: Some(driver.into()),
