@@ -13,7 +13,9 @@
 //!   `skiff-monitor` from next to the executable and `skiffd exec-helper` as its exec
 //!   helper); `containers` holds the container and exec handlers. Attach and exec start
 //!   hijack the connection (`101 UPGRADED`) and bridge it to the monitor's attach socket
-//!   (Docker's 8-byte frames both ways) or to the exec helper's pipes.
+//!   (Docker's 8-byte frames both ways), to the exec helper's pipes, or raw to an exec's
+//!   pty master (`exec_tty`). The engine's own events (exits, policy restarts, health)
+//!   reach [`events::Events`] through its event hook.
 //! - `router` strips and checks the `/vX.Y` prefix (API 1.24 to [`API_VERSION`]), decodes
 //!   the path and dispatches; `images`, `system`, `volumes_api` and `containers` hold the
 //!   handlers.
