@@ -515,6 +515,7 @@ impl Shared {
             m.waiting = false;
         }
         st.started = Some(Instant::now());
+        crate::health::on_start(&mut st.rec);
         self.persist_logged(&st.rec);
     }
 }

@@ -211,6 +211,19 @@ fn apply(
     (h.status != old).then_some(h.status).flatten()
 }
 
+/// A run starts: a container with a healthcheck is `starting` again, its streak reset
+/// and its log kept (as Docker does). Also done by the checker when it sees the new run;
+/// here so that the status is right as soon as the start returns.
+pub(crate) fn on_start(rec: &mut crate::model::Record) {
+    if settings(&rec.config).is_none() {
+        return;
+    }
+    let h = rec.state.health.get_or_insert_with(Health::default);
+    h.status = Some(HealthStatusEnum::STARTING);
+    h.failing_streak = Some(0);
+    h.log.get_or_insert_with(Vec::new);
+}
+
 /// Runs one probe in the container (an exec, bounded by the timeout).
 fn probe(sh: &Shared, id: &str, s: &Settings) -> HealthcheckResult {
     let start = now();
@@ -337,10 +350,7 @@ fn check_loop(sh: &Arc<Shared>, ctr: &Arc<Ctr>, gen: u64, s: &Settings) {
                 // A new run: starting again, the log kept (as Docker does).
                 run = st.rec.state.started_at.clone();
                 run_t0 = Instant::now();
-                let h = st.rec.state.health.get_or_insert_with(Health::default);
-                h.status = Some(HealthStatusEnum::STARTING);
-                h.failing_streak = Some(0);
-                h.log.get_or_insert_with(Vec::new);
+                on_start(&mut st.rec);
                 sh.persist_logged(&st.rec);
                 due = Some(Instant::now() + interval(&st, run_t0));
             }
