@@ -629,6 +629,14 @@ fn init_reaps_forwards_and_passes_exit_codes() {
     assert_ne!(lines[1], "1", "{out}");
     assert_eq!(lines[2], "ro", "{out}");
 
+    // With a terminal the command's group is the foreground one: it can read the terminal.
+    let (ok, text) = in_pty_typing(
+        &w,
+        &format!("docker run -it --rm --init {IMAGE} sh -c 'read x; echo got:$x'"),
+        "typed\n",
+    );
+    assert!(ok && text.contains("got:typed"), "{text:?}");
+
     // Exit codes pass through; a signal's is 128+N.
     let code = |args: &[&str]| {
         let mut a = vec!["run", "--rm", "--init", IMAGE];
