@@ -12,7 +12,6 @@ if [ "${1:-demo}" = test ]; then
 	# newuidmap/newgidmap for rootless multi-range id maps.
 	want+=(uidmap)
 	want+=(nftables) # skiff-network writes its table with nft (busybox-static, iproute2 are above)
-	want+=(tini) # tini-static: skiff-engine puts it in front of `--init` containers
 fi
 missing=()
 for p in "${want[@]}"; do

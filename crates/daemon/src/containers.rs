@@ -234,19 +234,11 @@ where
             match started {
                 Some((id, exit, auto_remove)) => {
                     state.events.publish("container", "start", &id, &[]);
-                    // The `die` event (one per start; a thread like the engine's watchers),
-                    // and `destroy` once the engine has auto-removed it.
+                    // `die` comes from the engine's event hook (every exit, policy restarts
+                    // too); `destroy` once the engine has auto-removed it.
                     let st = state.clone();
                     std::thread::spawn(move || {
-                        if let Ok(code) = exit.wait() {
-                            let code = code.to_string();
-                            st.events.publish(
-                                "container",
-                                "die",
-                                &id,
-                                &[("exitCode", code.as_str())],
-                            );
-                        }
+                        let _ = exit.wait();
                         if auto_remove {
                             let gone = match st.engine.wait(&id, WaitCondition::Removed) {
                                 Ok(_) => true,
@@ -284,7 +276,15 @@ where
         }
         ("POST", "restart") => {
             let t = int_param(q, "t")?;
-            eng(state, move |e| e.restart(&name, t)).await?;
+            let id = eng(state, move |e| {
+                let id = e.resolve(&name)?;
+                e.restart(&id, t).map(|()| id)
+            })
+            .await?;
+            // As Docker: `die` (from the engine) and `stop`, then `start` and `restart`.
+            for action in ["stop", "start", "restart"] {
+                state.events.publish("container", action, &id, &[]);
+            }
             no_content()
         }
         ("POST", "kill") => {
@@ -329,6 +329,7 @@ where
         ("POST", "attach") => attach(state, req, &name, q).await,
         ("GET", "stats") => stats(state, &name, q).await,
         ("POST", "exec") => exec_create(state, &name, req.into_body()).await,
+        ("POST", "update") => update(state, &name, req.into_body()).await,
         _ => Err(ApiError::not_found("page not found")),
     }
 }
@@ -768,6 +769,26 @@ fn stats_json(s: &skiff_cgroups::Stats) -> Value {
     })
 }
 
+/// `POST /containers/{id}/update`: new limits and restart policy.
+async fn update<B>(state: &Arc<State>, name: &str, body: B) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let raw = http::read_body(body, 1 << 20).await?;
+    let body: skiff_engine::UpdateBody = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON in the update request: {e}")))?;
+    let name = name.to_owned();
+    let (id, warnings) = eng(state, move |e| {
+        let id = e.resolve(&name)?;
+        let w = e.update(&id, &body)?;
+        Ok((id, w))
+    })
+    .await?;
+    state.events.publish("container", "update", &id, &[]);
+    ok_json(&json!({ "Warnings": warnings }))
+}
+
 // ---------------------------------------------------------------- exec
 
 /// One `docker exec`, as `/exec/{id}/json` shows it.
@@ -779,6 +800,8 @@ struct ExecEntry {
     started: bool,
     exit_code: Option<i64>,
     pid: u32,
+    /// With a tty: the pty master, for resizes.
+    console: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 /// The execs made through this daemon, by id.
@@ -871,6 +894,7 @@ where
             started: false,
             exit_code: None,
             pid: 0,
+            console: None,
         },
     );
     Ok(http::json(StatusCode::CREATED, &json!({ "Id": id })))
@@ -913,7 +937,17 @@ where
             }))
         }
         ("POST", "resize") => {
-            state.execs.get(id)?;
+            let e = state.execs.get(id)?;
+            let q = Query::parse(req.uri().query());
+            let h = u16::try_from(int_param(&q, "h")?.unwrap_or(0)).unwrap_or(u16::MAX);
+            let w = u16::try_from(int_param(&q, "w")?.unwrap_or(0)).unwrap_or(u16::MAX);
+            // Without a terminal (or once it is gone) there is nothing to resize.
+            if let Some(m) = e.console.filter(|_| e.running) {
+                if let Err(err) = skiff_engine::resize_console(std::os::fd::AsFd::as_fd(&*m), h, w)
+                {
+                    tracing::debug!(exec = %id, "resize: {err}");
+                }
+            }
             Ok(http::status(StatusCode::OK))
         }
         ("POST", "start") => exec_start(state, req, id).await,
@@ -986,9 +1020,12 @@ where
         }
     };
     let pid = proc.pid();
+    let tty = entry.config.tty.unwrap_or(false);
+    let console = proc.master.take().map(Arc::new);
     state.execs.update(id, |e| {
         e.running = true;
         e.pid = pid;
+        e.console = console.clone();
     });
     let execs = state.clone();
     let eid = id.to_owned();
@@ -996,8 +1033,13 @@ where
         execs.execs.update(&eid, |e| {
             e.running = false;
             e.exit_code = Some(code);
+            // The terminal goes with the process (the entry stays for inspect).
+            e.console = None;
         });
     };
+    if tty {
+        return Ok(exec_start_tty(req, proc, console, detach, finish));
+    }
     if detach {
         tokio::task::spawn_blocking(move || {
             let code = proc
@@ -1094,4 +1136,79 @@ where
         input.abort();
         let _ = cw.shutdown().await;
     }))
+}
+
+/// `exec start` with a tty: the terminal's bytes raw both ways (detached: drained so the
+/// process never blocks). The exit code is recorded before the stream closes.
+fn exec_start_tty(
+    req: Request<Body>,
+    proc: skiff_engine::ExecProcess,
+    console: Option<Arc<std::os::fd::OwnedFd>>,
+    detach: bool,
+    finish: impl FnOnce(i64) + Send + 'static,
+) -> Response<Body> {
+    use std::sync::atomic::AtomicBool;
+    let done = Arc::new(AtomicBool::new(false));
+    let wait = {
+        let done = done.clone();
+        move || {
+            let _g = crate::exec_tty::DoneOnDrop(done);
+            proc.output()
+                .map(|(code, _, err)| (exit_code(code, exec_failed(&err)), err))
+                .unwrap_or((-1, Vec::new()))
+        }
+    };
+    if detach {
+        if let Some(m) = console {
+            let done = done.clone();
+            std::thread::spawn(move || crate::exec_tty::pump(&m, &done, |_| true));
+        }
+        tokio::task::spawn_blocking(move || finish(wait().0));
+        return http::status(StatusCode::OK);
+    }
+    hijack(req, RAW, move |conn| async move {
+        let (mut cr, mut cw) = tokio::io::split(conn);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let mut input = None;
+        if let Some(m) = console {
+            let d = done.clone();
+            let pm = m.clone();
+            std::thread::spawn(move || {
+                crate::exec_tty::pump(&pm, &d, |b| tx.blocking_send(b.to_vec()).is_ok());
+            });
+            if let Ok(feed) = crate::exec_tty::feed(&m) {
+                input = Some(tokio::spawn(async move {
+                    let mut buf = vec![0u8; 32 << 10];
+                    loop {
+                        match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if feed.send(buf[..n].to_vec()).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }));
+            }
+        } else {
+            drop(tx);
+        }
+        let waiter = tokio::task::spawn_blocking(wait);
+        let mut client_gone = false;
+        while let Some(chunk) = rx.recv().await {
+            if !client_gone && (cw.write_all(&chunk).await.is_err() || cw.flush().await.is_err()) {
+                client_gone = true;
+            }
+        }
+        let (code, err) = waiter.await.unwrap_or((-1, Vec::new()));
+        if exec_failed(&err) && !client_gone {
+            let _ = cw.write_all(&err).await;
+        }
+        finish(code);
+        if let Some(i) = input {
+            i.abort();
+        }
+        let _ = cw.shutdown().await;
+    })
 }

@@ -156,6 +156,7 @@ impl From<skiff_engine::Error> for ApiError {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         };
         match e {
             // Docker's wording ("No such container: x", "No such image: x"): the CLI's

@@ -84,6 +84,19 @@ impl Default for Events {
     }
 }
 
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+/// The engine's own container events (a policy restart, a health status) go on the bus.
+impl skiff_engine::EventHook for Events {
+    fn container_event(&self, container_id: &str, action: &str, attrs: &[(&str, &str)]) {
+        self.publish("container", action, container_id, attrs);
+    }
+}
+
 impl Events {
     /// Publishes an event.
     pub fn publish(&self, kind: &'static str, action: &str, id: &str, attrs: &[(&str, &str)]) {

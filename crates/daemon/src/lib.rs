@@ -13,7 +13,9 @@
 //!   `skiff-monitor` from next to the executable and `skiffd exec-helper` as its exec
 //!   helper); `containers` holds the container and exec handlers. Attach and exec start
 //!   hijack the connection (`101 UPGRADED`) and bridge it to the monitor's attach socket
-//!   (Docker's 8-byte frames both ways) or to the exec helper's pipes.
+//!   (Docker's 8-byte frames both ways), to the exec helper's pipes, or raw to an exec's
+//!   pty master (`exec_tty`). The engine's own events (exits, policy restarts, health)
+//!   reach [`events::Events`] through its event hook.
 //! - `router` strips and checks the `/vX.Y` prefix (API 1.24 to [`API_VERSION`]), decodes
 //!   the path and dispatches; `images`, `system`, `volumes_api` and `containers` hold the
 //!   handlers.
@@ -42,6 +44,7 @@ pub mod config;
 mod containers;
 pub mod error;
 pub mod events;
+mod exec_tty;
 pub mod http;
 mod images;
 mod router;
@@ -115,7 +118,7 @@ pub(crate) struct State {
     pub(crate) volumes: VolumeStore,
     pub(crate) registry: skiff_registry::Config,
     pub(crate) client: skiff_registry::Client,
-    pub(crate) events: Events,
+    pub(crate) events: Arc<Events>,
     pub(crate) engine: Arc<skiff_engine::Engine>,
     pub(crate) execs: containers::Execs,
     pub(crate) id: String,
@@ -187,7 +190,8 @@ impl Daemon {
         let client =
             skiff_registry::Client::new(registry.clone()).map_err(DaemonError::Registry)?;
         let id = engine_id(root)?;
-        let engine = open_engine(&config, &store)?;
+        let events = Arc::new(Events::default());
+        let engine = open_engine(&config, &store, events.clone())?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(Daemon {
             state: Arc::new(State {
@@ -196,7 +200,7 @@ impl Daemon {
                 volumes,
                 registry,
                 client,
-                events: Events::default(),
+                events,
                 engine: Arc::new(engine),
                 execs: containers::Execs::default(),
                 id,
@@ -232,8 +236,13 @@ impl Daemon {
 }
 
 /// Opens the container engine: `skiff-monitor` from next to this executable (unless the
-/// configuration names one), `skiffd exec-helper` as the exec helper.
-fn open_engine(config: &Config, store: &Store) -> Result<skiff_engine::Engine, DaemonError> {
+/// configuration names one), `skiff-init` from there too for `--init`, `skiffd
+/// exec-helper` as the exec helper.
+fn open_engine(
+    config: &Config,
+    store: &Store,
+    events: Arc<Events>,
+) -> Result<skiff_engine::Engine, DaemonError> {
     let exe = std::env::current_exe().map_err(|source| DaemonError::Io {
         op: "locating",
         path: "/proc/self/exe".into(),
@@ -253,7 +262,11 @@ fn open_engine(config: &Config, store: &Store) -> Result<skiff_engine::Engine, D
         monitor_bin,
         store.clone(),
     );
+    if cfg.init_bin.is_none() {
+        tracing::warn!("skiff-init not found next to skiffd: `--init` containers cannot start");
+    }
     cfg.exec_helper = Some((exe, vec![EXEC_HELPER_ARG.to_owned()]));
+    cfg.events = Some(events);
     skiff_engine::Engine::open(cfg).map_err(|e| DaemonError::Engine(Box::new(e)))
 }
 

@@ -37,13 +37,21 @@ pub struct EngineConfig {
     /// Default json-file rotation (`max-size` bytes, 0 = none; `max-file`).
     pub log_max_size: u64,
     pub log_max_file: u32,
-    /// A static init for `--init` (tini-static), bind-mounted at /sbin/docker-init.
+    /// A static init for `--init` (skiff-init), bind-mounted at /sbin/docker-init.
     pub init_bin: Option<PathBuf>,
     /// Sets up (and tears down) the network of containers not on the host network.
     pub network: Option<Arc<dyn NetworkHook>>,
     /// The exec helper: a binary and its leading arguments (`skiffd exec-helper`) whose
     /// `main` calls [`crate::exec_helper_main`] with the remaining arguments.
     pub exec_helper: Option<(PathBuf, Vec<String>)>,
+    /// Told of the container events the engine makes on its own (a policy restart's `die`
+    /// and `start`, `health_status: ...`).
+    pub events: Option<Arc<dyn EventHook>>,
+}
+
+/// Where the engine's own container events go (the daemon's `/events`).
+pub trait EventHook: Send + Sync + std::fmt::Debug {
+    fn container_event(&self, container_id: &str, action: &str, attrs: &[(&str, &str)]);
 }
 
 /// What the daemon plugs in to give containers their network (skiff-network): `setup`
@@ -58,9 +66,8 @@ pub trait NetworkHook: Send + Sync + std::fmt::Debug {
 }
 
 impl EngineConfig {
-    /// Defaults for the given roots: no rotation, `/usr/bin/tini-static` as init if present.
+    /// Defaults for the given roots: no rotation, [`default_init_bin`] as init.
     pub fn new(data_root: PathBuf, run_root: PathBuf, monitor_bin: PathBuf, store: Store) -> Self {
-        let tini = PathBuf::from("/usr/bin/tini-static");
         EngineConfig {
             data_root,
             run_root,
@@ -68,11 +75,26 @@ impl EngineConfig {
             store,
             log_max_size: 0,
             log_max_file: 1,
-            init_bin: tini.exists().then_some(tini),
+            init_bin: default_init_bin(),
             network: None,
             exec_helper: None,
+            events: None,
         }
     }
+}
+
+/// `skiff-init` next to the running executable (or one directory up, for a test binary in
+/// cargo's `deps/`), if it is there.
+pub fn default_init_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let mut dirs = vec![dir.to_path_buf()];
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dirs.extend(dir.parent().map(Path::to_path_buf));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("skiff-init"))
+        .find(|p| p.is_file())
 }
 
 pub(crate) struct CtrState {
@@ -86,6 +108,9 @@ pub(crate) struct CtrState {
 pub(crate) struct Ctr {
     pub(crate) st: Mutex<CtrState>,
     pub(crate) cv: Condvar,
+    /// Bumped for each healthcheck thread started (without the lock, which a caller may
+    /// hold); older ones see it and stop.
+    pub(crate) health_gen: std::sync::atomic::AtomicU64,
 }
 
 impl Ctr {
@@ -95,12 +120,12 @@ impl Ctr {
 }
 
 pub(crate) struct Shared {
-    cfg: EngineConfig,
+    pub(crate) cfg: EngineConfig,
     ctrs: Mutex<HashMap<String, Arc<Ctr>>>,
     pub(crate) shutdown: AtomicBool,
     watchers: Mutex<Vec<JoinHandle<()>>>,
     vols: Volumes,
-    rt: Runtime,
+    pub(crate) rt: Runtime,
 }
 
 /// The container manager. Dropping it stops its watcher threads; the monitors (and so the
@@ -167,9 +192,7 @@ fn merge(img: ContainerConfig, mut c: ContainerConfig) -> ContainerConfig {
             *mine = theirs;
         }
     }
-    if c.healthcheck.is_none() {
-        c.healthcheck = img.healthcheck;
-    }
+    c.healthcheck = crate::health::merge(img.healthcheck, c.healthcheck.take());
     for (mine, theirs) in [
         (&mut c.exposed_ports, img.exposed_ports),
         (&mut c.volumes, img.volumes),
@@ -289,13 +312,54 @@ impl Shared {
         self.cfg.run_root.join("m").join(id)
     }
 
-    fn persist(&self, rec: &Record) -> Result<()> {
+    pub(crate) fn persist(&self, rec: &Record) -> Result<()> {
         let body = serde_json::to_vec_pretty(rec)
             .map_err(|e| Error::Internal(format!("cannot encode a container record: {e}")))?;
         write_atomic(&self.ctr_dir(&rec.id).join("config.json"), &body)
     }
 
-    fn persist_logged(&self, rec: &Record) {
+    /// Runs a process in a running container: `docker exec` and healthcheck probes.
+    pub(crate) fn exec_process(&self, name_or_id: &str, cfg: &ExecConfig) -> Result<ExecProcess> {
+        let ctr = self.get(name_or_id)?;
+        let st = ctr.lock();
+        let id = st.rec.id.clone();
+        match st.rec.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(Error::Conflict(format!(
+                    "Container {id} is paused, unpause the container before exec"
+                )))
+            }
+            _ => return Err(Error::Conflict(format!("Container {id} is not running"))),
+        }
+        let helper = self.cfg.exec_helper.as_ref().ok_or_else(|| {
+            Error::Internal("exec is not available: no exec helper is configured".into())
+        })?;
+        let rootfs = self
+            .cfg
+            .store
+            .rootfs(&id)
+            .map_err(store_err("cannot find the rootfs"))?
+            .path;
+        let process = crate::exec::process(&self.rt, &id, &rootfs, cfg)?;
+        drop(st);
+        crate::exec::spawn(
+            helper,
+            &self.rt.root,
+            &id,
+            &process,
+            cfg.attach_stdin.unwrap_or(false),
+        )
+    }
+
+    /// Tells the event hook of a container event.
+    pub(crate) fn event(&self, id: &str, action: &str, attrs: &[(&str, &str)]) {
+        if let Some(h) = self.cfg.events.as_ref() {
+            h.container_event(id, action, attrs);
+        }
+    }
+
+    pub(crate) fn persist_logged(&self, rec: &Record) {
         if let Err(e) = self.persist(rec) {
             tracing::warn!(container = %rec.id, "{}", skiff_container::chain(&e));
         }
@@ -372,7 +436,7 @@ impl Shared {
             bundle: &bundle,
             runtime_root: &self.rt.root,
             dir: &dir,
-            log: Path::new(&st.rec.log_path),
+            log: Some(Path::new(&st.rec.log_path)).filter(|p| !p.as_os_str().is_empty()),
             log_max_size: st.rec.log_max_size,
             log_max_file: st.rec.log_max_file,
             tty,
@@ -451,6 +515,7 @@ impl Shared {
             m.waiting = false;
         }
         st.started = Some(Instant::now());
+        crate::health::on_start(&mut st.rec);
         self.persist_logged(&st.rec);
     }
 }
@@ -530,6 +595,9 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
             st.rec.state.status = Status::Restarting;
         }
         sh.persist_logged(&st.rec);
+        // Before the waiters wake: a `stop` or `restart` reports after the `die`.
+        let code = st.rec.state.exit_code.to_string();
+        sh.event(&id, "die", &[("exitCode", code.as_str())]);
         ctr.cv.notify_all();
         let auto_remove = st.rec.host_config.auto_remove.unwrap_or(false);
         if !restart {
@@ -570,7 +638,10 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
         }
         st.rec.restart_count += 1;
         match sh.spawn(&mut st, false) {
-            Ok(h) => handle = h,
+            Ok(h) => {
+                handle = h;
+                sh.event(&id, "start", &[]);
+            }
             Err(e) => {
                 tracing::warn!(container = %id, "restart failed: {e}");
                 st.rec.state.status = Status::Exited;
@@ -584,6 +655,7 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
 }
 
 fn start_watcher(sh: &Arc<Shared>, ctr: &Arc<Ctr>, h: Handle) {
+    crate::health::start_checker(sh, ctr);
     let (s2, c2) = (sh.clone(), ctr.clone());
     let j = std::thread::Builder::new()
         .name("skiff-watch".into())
@@ -802,6 +874,7 @@ impl Engine {
                     started: handle.as_ref().map(|_| Instant::now()),
                 }),
                 cv: Condvar::new(),
+                health_gen: std::sync::atomic::AtomicU64::new(0),
             });
             lock(&sh.ctrs).insert(id, ctr.clone());
             if let Some(h) = handle {
@@ -864,6 +937,9 @@ impl Engine {
         let doc: ImageConfigDoc = serde_json::from_slice(&raw).unwrap_or_default();
         req.image = Some(image_name.clone());
         let config = merge(doc.config.unwrap_or_default(), req);
+        if let Some(h) = config.healthcheck.as_ref() {
+            crate::health::validate(h)?;
+        }
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());
         if argv.is_empty() {
@@ -881,16 +957,12 @@ impl Engine {
         // Checked now so a bad request fails at create, as with Docker.
         spec::capabilities(&hc)?;
         let (mut log_max_size, mut log_max_file) = (sh.cfg.log_max_size, sh.cfg.log_max_file);
+        let log_driver = logs::driver(&hc)?;
+        if log_driver == logs::LOCAL {
+            (log_max_size, log_max_file) = logs::LOCAL_ROTATION;
+        }
+        hc.log_config.get_or_insert_with(Default::default).typ = Some(log_driver.to_owned());
         if let Some(lc) = &hc.log_config {
-            if let Some(t) = lc
-                .typ
-                .as_deref()
-                .filter(|t| !t.is_empty() && *t != "json-file")
-            {
-                return Err(Error::InvalidInput(format!(
-                    "log driver {t:?} is not supported (only json-file)"
-                )));
-            }
             for (k, v) in lc.config.iter().flatten() {
                 match k.as_str() {
                     "max-size" => log_max_size = parse_size(v)?,
@@ -983,7 +1055,7 @@ impl Engine {
                 mounts,
                 anonymous_volumes: anon,
                 restart_count: 0,
-                log_path: dir.join(format!("{id}-json.log")).display().to_string(),
+                log_path: logs::path(log_driver, &dir, &id)?,
                 hostname_path: hostname_path.display().to_string(),
                 hosts_path: hosts_path.display().to_string(),
                 resolv_conf_path: resolv_path.display().to_string(),
@@ -1029,6 +1101,7 @@ impl Engine {
                     started: None,
                 }),
                 cv: Condvar::new(),
+                health_gen: std::sync::atomic::AtomicU64::new(0),
             }),
         );
         tracing::info!(container = %id, %name, image = %image_name, "created");
@@ -1245,7 +1318,14 @@ impl Engine {
             ports: Some(Vec::new()),
             labels: Some(rec.config.labels.clone().unwrap_or_default()),
             state: Some(rec.state.status.as_str().to_string()),
-            status: Some(human_status(&rec.state)),
+            status: Some(
+                match crate::health::status_suffix(rec.state.health.as_ref()) {
+                    Some(h) if rec.state.status == Status::Running => {
+                        format!("{} {h}", human_status(&rec.state))
+                    }
+                    _ => human_status(&rec.state),
+                },
+            ),
             mounts: Some(rec.mounts.clone()),
             host_config: Some(bollard_stubs::models::ContainerSummaryHostConfig {
                 network_mode: rec.host_config.network_mode.clone(),
@@ -1262,8 +1342,15 @@ impl Engine {
             .values()
             .map(|c| c.lock().rec.clone())
             .collect();
+        for v in filters.get("health").into_iter().flatten() {
+            crate::health::filter_matches(None, v)?;
+        }
         for k in filters.keys() {
-            if !["status", "name", "id", "label", "ancestor", "exited"].contains(&k.as_str()) {
+            if ![
+                "status", "name", "id", "label", "ancestor", "exited", "health",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(Error::InvalidInput(format!("invalid filter '{k}'")));
             }
         }
@@ -1280,6 +1367,8 @@ impl Engine {
                             .contains(v.trim_start_matches('/')),
                         "id" => r.id.starts_with(v.as_str()),
                         "ancestor" => &r.image_name == v || r.image.contains(v.as_str()),
+                        "health" => crate::health::filter_matches(r.state.health.as_ref(), v)
+                            .unwrap_or(false),
                         "exited" => {
                             r.state.status == Status::Exited
                                 && v.parse::<i64>().ok() == Some(r.state.exit_code)
@@ -1338,13 +1427,20 @@ impl Engine {
                 error: Some(s.error.clone()),
                 started_at: Some(s.started_at.clone()),
                 finished_at: Some(s.finished_at.clone()),
-                health: None,
+                health: s.health.clone(),
             }),
             image: Some(rec.image.clone()),
             resolv_conf_path: Some(rec.resolv_conf_path.clone()),
             hostname_path: Some(rec.hostname_path.clone()),
             hosts_path: Some(rec.hosts_path.clone()),
-            log_path: Some(rec.log_path.clone()),
+            // Docker shows the path of a json-file log only.
+            log_path: Some(
+                if logs::driver(&rec.host_config).ok() == Some(logs::JSON_FILE) {
+                    rec.log_path.clone()
+                } else {
+                    String::new()
+                },
+            ),
             name: Some(rec.name.clone()),
             restart_count: Some(rec.restart_count),
             driver: Some(driver.into()),
@@ -1471,40 +1567,17 @@ impl Engine {
             .map_err(|_| Error::Conflict(format!("Container {id} is not running")))
     }
 
-    /// Runs a process in a running container (`docker exec`, without a tty for now); its
-    /// stdio are pipes in the returned handle.
-    pub fn exec(&self, name_or_id: &str, cfg: &ExecConfig) -> Result<ExecProcess> {
+    /// `docker update`: new limits (applied to the running cgroup) and restart policy,
+    /// persisted; Docker's warnings.
+    pub fn update(&self, name_or_id: &str, body: &crate::UpdateBody) -> Result<Vec<String>> {
         let ctr = self.sh.get(name_or_id)?;
-        let st = ctr.lock();
-        let id = st.rec.id.clone();
-        match st.rec.state.status {
-            Status::Running => {}
-            Status::Paused => {
-                return Err(Error::Conflict(format!(
-                    "Container {id} is paused, unpause the container before exec"
-                )))
-            }
-            _ => return Err(Error::Conflict(format!("Container {id} is not running"))),
-        }
-        let helper = self.sh.cfg.exec_helper.as_ref().ok_or_else(|| {
-            Error::Internal("exec is not available: no exec helper is configured".into())
-        })?;
-        let rootfs = self
-            .sh
-            .cfg
-            .store
-            .rootfs(&id)
-            .map_err(store_err("cannot find the rootfs"))?
-            .path;
-        let process = crate::exec::process(&self.sh.rt, &id, &rootfs, cfg)?;
-        drop(st);
-        crate::exec::spawn(
-            helper,
-            &self.sh.rt.root,
-            &id,
-            &process,
-            cfg.attach_stdin.unwrap_or(false),
-        )
+        crate::update::update(&self.sh, &ctr, body)
+    }
+
+    /// Runs a process in a running container (`docker exec`); its stdio are pipes in the
+    /// returned handle, or a terminal with `Tty`.
+    pub fn exec(&self, name_or_id: &str, cfg: &ExecConfig) -> Result<ExecProcess> {
+        self.sh.exec_process(name_or_id, cfg)
     }
 
     /// The names of the local volumes.

@@ -1,13 +1,14 @@
 //! The engine's error type: one enum whose variants an API layer maps to status codes in one
 //! place ([`Error::kind`]).
 
-/// How an API layer should report an [`Error`] (HTTP 404 / 409 / 400 / 500).
+/// How an API layer should report an [`Error`] (HTTP 404 / 409 / 400 / 500 / 501).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     NotFound,
     Conflict,
     InvalidInput,
     Internal,
+    NotImplemented,
 }
 
 /// Why an engine operation failed.
@@ -51,6 +52,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Internal(String),
+    /// What the container's configuration does not offer (reading a `none` log).
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 impl Error {
@@ -62,6 +66,7 @@ impl Error {
             }
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::NotImplemented(_) => ErrorKind::NotImplemented,
             Error::Store { source, .. } => match source.kind() {
                 skiff_store::ErrorKind::NotFound => ErrorKind::NotFound,
                 skiff_store::ErrorKind::Conflict => ErrorKind::Conflict,

@@ -3,6 +3,8 @@
 //! own binary re-executed, as moby's `reexec` does): [`exec_helper_main`].
 
 use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 
 use bollard_stubs::models::ExecConfig;
@@ -20,6 +22,9 @@ pub struct ExecProcess {
     pub stdin: Option<ChildStdin>,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
+    /// With a tty: the pty master the exec'd process's terminal is the slave of (its
+    /// input and output both go through it). `None` when the process could not start.
+    pub master: Option<OwnedFd>,
 }
 
 impl ExecProcess {
@@ -73,18 +78,24 @@ pub(crate) fn process(
     if cmd.is_empty() {
         return Err(Error::InvalidInput("No exec command specified".into()));
     }
-    if cfg.tty.unwrap_or(false) {
-        return Err(Error::InvalidInput(
-            "exec with a tty is not supported yet".into(),
-        ));
-    }
     let p = rt
         .spec_process(id)
         .map_err(rt_err(format!("cannot read the process of {id}")))?;
     let mut v = serde_json::to_value(&p)
         .map_err(|e| Error::Internal(format!("cannot encode a process: {e}")))?;
     v["args"] = json!(cmd);
-    v["terminal"] = json!(false);
+    let tty = cfg.tty.unwrap_or(false);
+    v["terminal"] = json!(tty);
+    match cfg.console_size.as_deref() {
+        Some([h, w]) if tty && *h > 0 && *w > 0 => {
+            v["consoleSize"] = json!({"height": h, "width": w});
+        }
+        _ => {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("consoleSize");
+            }
+        }
+    }
     let mut env: Vec<String> = serde_json::from_value(v["env"].clone()).unwrap_or_default();
     for kv in cfg.env.iter().flatten() {
         let key = kv.split('=').next().unwrap_or("");
@@ -113,25 +124,48 @@ pub(crate) fn spawn(
     process: &serde_json::Value,
     stdin: bool,
 ) -> Result<ExecProcess> {
+    let tty = process["terminal"].as_bool().unwrap_or(false);
     let mut cmd = Command::new(&helper.0);
     cmd.args(&helper.1)
         .arg(runtime_root)
         .arg(id)
         .env(PROCESS_ENV, process.to_string())
-        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // With a tty the helper's stdin is a console socket (runc's `--console-socket`, as a
+    // connected pair): the process sends its pty master over it straight to us.
+    let mut console = None;
+    if tty {
+        let (ours, theirs) =
+            UnixStream::pair().map_err(io_err("cannot create a console socket pair"))?;
+        cmd.stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null());
+        console = Some(ours);
+    } else {
+        cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped());
+    }
     let spawned = {
         let _g = crate::monitor::spawn_lock();
         cmd.spawn()
     };
+    // Our copy of the helper's end goes now, so a helper that fails early ends the receive.
+    drop(cmd);
     let mut child = spawned.map_err(io_err(format!("cannot run {}", helper.0.display())))?;
+    // A process that cannot start sends nothing: the socket ends, its error is on stderr.
+    let master = console.and_then(|s| skiff_container::console::receive_master(s.as_fd()).ok());
     Ok(ExecProcess {
         stdin: child.stdin.take(),
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
+        master,
         child,
     })
+}
+
+/// Sets the size of an exec's terminal (`POST /exec/{id}/resize`).
+pub fn resize_console(master: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<()> {
+    skiff_sys::tty::set_winsize(master, skiff_sys::tty::WinSize { rows, cols })
+        .map_err(|e| Error::Internal(format!("cannot resize the exec's terminal: {e}")))
 }
 
 /// The helper's `main`: `args` are `<runtime root> <container id>`, the process comes in
@@ -152,6 +186,21 @@ pub fn exec_helper_main(args: &[String]) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(format!("no valid {PROCESS_ENV}: {e}")),
     };
+    // With a terminal, stdin is the console socket: the process gets it, we get /dev/null.
+    let mut console_fd = None;
+    if process.terminal().unwrap_or(false) {
+        match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => console_fd = Some(fd),
+            Err(e) => return fail(format!("no console socket on stdin: {e}")),
+        }
+        let null = match std::fs::File::open("/dev/null") {
+            Ok(f) => f,
+            Err(e) => return fail(format!("cannot open /dev/null: {e}")),
+        };
+        if let Err(e) = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0) {
+            return fail(format!("cannot point stdin at /dev/null: {e}"));
+        }
+    }
     use skiff_container::foreground;
     if let Err(e) = foreground::become_subreaper().and_then(|()| foreground::block_signals()) {
         return fail(skiff_container::chain(&e));
@@ -163,7 +212,7 @@ pub fn exec_helper_main(args: &[String]) -> i32 {
             process,
             pid_file: None,
             console_socket: None,
-            console_fd: None,
+            console_fd,
             preserve_fds: 0,
             ignore_paused: false,
         },

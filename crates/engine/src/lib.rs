@@ -10,7 +10,14 @@
 //! the exit in `exit.json`. Monitors outlive the engine: [`Engine::open`] adopts those
 //! still running (pid, start time and command line checked) and picks up the exit codes
 //! of those that ended meanwhile. One watcher thread per running container waits for its
-//! exit, applies its restart policy (Docker's backoff) and `--rm`.
+//! exit, applies its restart policy (Docker's backoff) and `--rm`; a container with a
+//! healthcheck also gets a checker thread (`health`) whose probes run as execs.
+//!
+//! `exec` runs through the daemon's exec helper (a separate process: the runtime forks);
+//! with a tty the exec'd process sends its pty master straight back over a console
+//! socket. `update` applies new limits to the live cgroup and persists them. The events
+//! the engine makes on its own (every exit's `die`, a policy restart's `start`,
+//! `health_status: ...`) go to the daemon through an [`EventHook`].
 //!
 //! Networking: `host` shares the host's; every other mode gets a network namespace of its
 //! own, configured by the daemon's [`NetworkHook`] (skiff-network) between the container's
@@ -22,18 +29,23 @@
 mod engine;
 mod error;
 mod exec;
+mod health;
 mod logs;
 mod model;
 mod monitor;
 mod names;
 pub mod spec;
+mod update;
 pub mod volumes;
 
 pub use bollard_stubs::models;
-pub use engine::{parse_signal, Engine, EngineConfig, NetworkHook, Waiter};
+pub use engine::{
+    default_init_bin, parse_signal, Engine, EngineConfig, EventHook, NetworkHook, Waiter,
+};
 pub use error::{Error, ErrorKind, Result};
-pub use exec::{exec_helper_main, ExecProcess};
+pub use exec::{exec_helper_main, resize_console, ExecProcess};
 pub use logs::LogStream;
 pub use model::{
     CreateBody, Filters, LogEntry, LogsOptions, MonitorRef, Record, State, Status, WaitCondition,
 };
+pub use update::UpdateBody;

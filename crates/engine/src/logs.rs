@@ -1,4 +1,6 @@
-//! Reading (and following) a container's json-file log.
+//! Reading (and following) a container's log, and the log drivers: `json-file` (the
+//! default), `local` (kept in the same line format here, with `local`'s rotation defaults:
+//! 20 MB, 5 files) and `none` (nothing kept; reading it is an error, as with Docker).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -44,6 +46,49 @@ struct Follow {
     ctr: Arc<Ctr>,
     sh: Arc<Shared>,
     ino: u64,
+}
+
+pub(crate) const JSON_FILE: &str = "json-file";
+pub(crate) const LOCAL: &str = "local";
+pub(crate) const NONE: &str = "none";
+/// `local`'s defaults: max-size 20 MB, max-file 5.
+pub(crate) const LOCAL_ROTATION: (u64, u32) = (20 << 20, 5);
+/// Docker's answer to reading a log that is not kept.
+pub const NOT_READABLE: &str = "configured logging driver does not support reading";
+
+/// A container's log driver (json-file when none is named); Docker's error for others.
+pub(crate) fn driver(hc: &bollard_stubs::models::HostConfig) -> Result<&'static str> {
+    let t = hc
+        .log_config
+        .as_ref()
+        .and_then(|l| l.typ.as_deref())
+        .unwrap_or("");
+    match t {
+        "" | JSON_FILE => Ok(JSON_FILE),
+        LOCAL => Ok(LOCAL),
+        NONE => Ok(NONE),
+        other => Err(crate::Error::InvalidInput(format!(
+            "logger: no log driver named '{other}' is registered"
+        ))),
+    }
+}
+
+/// Where a driver keeps the log of container `id` in its directory `dir` (made here);
+/// empty for `none`.
+pub(crate) fn path(driver: &str, dir: &std::path::Path, id: &str) -> Result<String> {
+    let p = match driver {
+        NONE => return Ok(String::new()),
+        LOCAL => {
+            let d = dir.join("local-logs");
+            std::fs::create_dir_all(&d).map_err(crate::error::io_err(format!(
+                "cannot create {}",
+                d.display()
+            )))?;
+            d.join("container.log")
+        }
+        _ => dir.join(format!("{id}-json.log")),
+    };
+    Ok(p.display().to_string())
 }
 
 fn stamp(t: std::time::SystemTime) -> String {
@@ -98,6 +143,9 @@ impl LogStream {
     pub(crate) fn open(ctr: Arc<Ctr>, sh: Arc<Shared>, opts: LogsOptions) -> Result<LogStream> {
         let (live, max_files) = {
             let st = ctr.lock();
+            if st.rec.log_path.is_empty() {
+                return Err(crate::Error::NotImplemented(NOT_READABLE.into()));
+            }
             (PathBuf::from(&st.rec.log_path), st.rec.log_max_file)
         };
         // Oldest first: path.N ... path.1, then the live file.
@@ -265,7 +313,12 @@ impl LogStream {
                 }
             }
         }
-        got || running
+        // `until` in the past ends a follow too (after one more read, as an exit does).
+        let past_until = self
+            .opts
+            .until
+            .is_some_and(|u| std::time::SystemTime::now() > u);
+        (got || running) && !past_until
     }
 
     /// Whether the next call to `next` returns without reading or waiting.

@@ -71,6 +71,9 @@ pub struct State {
     pub finished_at: String,
     #[serde(rename = "OOMKilled")]
     pub oom_killed: bool,
+    /// The healthcheck's state (containers with a healthcheck, once started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<bollard_stubs::models::Health>,
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -85,6 +88,7 @@ impl Default for State {
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             oom_killed: false,
+            health: None,
         }
     }
 }

@@ -18,7 +18,8 @@ pub struct Spawn<'a> {
     pub bundle: &'a Path,
     pub runtime_root: &'a Path,
     pub dir: &'a Path,
-    pub log: &'a Path,
+    /// The json-file log (none: the output is not kept, `--log-driver none`).
+    pub log: Option<&'a Path>,
     pub log_max_size: u64,
     pub log_max_file: u32,
     pub tty: bool,
@@ -47,8 +48,6 @@ pub fn spawn(s: &Spawn<'_>) -> Result<(Handle, i32), String> {
         .arg(s.runtime_root)
         .arg("--dir")
         .arg(s.dir)
-        .arg("--log")
-        .arg(s.log)
         .arg("--log-max-size")
         .arg(s.log_max_size.to_string())
         .arg("--log-max-file")
@@ -58,6 +57,9 @@ pub fn spawn(s: &Spawn<'_>) -> Result<(Handle, i32), String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if let Some(log) = s.log {
+        cmd.arg("--log").arg(log);
+    }
     if s.tty {
         cmd.arg("--tty");
     }

@@ -397,36 +397,10 @@ pub fn build(rec: &Record, env: &SpecEnv<'_>) -> Result<Value> {
             {"allow": true, "type": "b", "access": "m"}
         ])
     };
-    if let Some(m) = hc.memory.filter(|m| *m > 0) {
-        resources["memory"] = json!({"limit": m});
-        if let Some(s) = hc.memory_swap.filter(|s| *s != 0) {
-            resources["memory"]["swap"] = json!(s);
-        }
-    }
-    let mut cpu = serde_json::Map::new();
-    if let Some(s) = hc.cpu_shares.filter(|s| *s > 0) {
-        cpu.insert("shares".into(), json!(s));
-    }
-    if let Some(n) = hc.nano_cpus.filter(|n| *n > 0) {
-        let period: i64 = 100_000;
-        cpu.insert("period".into(), json!(period));
-        cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
-    } else {
-        if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
-            cpu.insert("quota".into(), json!(q));
-        }
-        if let Some(p) = hc.cpu_period.filter(|p| *p > 0) {
-            cpu.insert("period".into(), json!(p));
-        }
-    }
-    if let Some(s) = hc.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
-        cpu.insert("cpus".into(), json!(s));
-    }
-    if !cpu.is_empty() {
-        resources["cpu"] = Value::Object(cpu);
-    }
-    if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
-        resources["pids"] = json!({"limit": p});
+    if let (Some(r), Value::Object(limits)) =
+        (resources.as_object_mut(), crate::update::resources(hc))
+    {
+        r.extend(limits);
     }
     let hostname = c
         .hostname

@@ -694,7 +694,7 @@ fn pause_top_stats_kill_and_init() {
         });
         assert_eq!(run(&e, b), (0, "67108864\n50\n50000\n100000\n".into()));
     }
-    // --init: tini is pid 1, the command its child.
+    // --init: skiff-init is pid 1, the command its child.
     if e.config().init_bin.is_some() {
         let b = with_hc(
             body(&[

@@ -25,15 +25,27 @@ pub enum Layout {
     Fixed,
 }
 
-/// Prints the cargo instructions that link binary `bin` statically (see the crate docs).
+/// Prints the cargo instructions that link binary `bin` statically in release builds (see
+/// the crate docs).
 pub fn link_static(bin: &str, layout: Layout) {
     println!("cargo:rerun-if-env-changed=SKIFF_DYNAMIC");
-    let env = |k: &str| std::env::var(k).unwrap_or_default();
-    if env("PROFILE") != "release"
-        || env("CARGO_CFG_TARGET_ENV") != "gnu"
-        || env("CARGO_CFG_TARGET_ARCH") != "x86_64"
+    if std::env::var("PROFILE").as_deref() != Ok("release")
         || std::env::var_os("SKIFF_DYNAMIC").is_some()
     {
+        return;
+    }
+    link(bin, layout);
+}
+
+/// Links `bin` statically in every profile: for a binary that must run where the host's C
+/// library is not (skiff-init runs inside containers, whose images may have none).
+pub fn link_static_always(bin: &str, layout: Layout) {
+    link(bin, layout);
+}
+
+fn link(bin: &str, layout: Layout) {
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    if env("CARGO_CFG_TARGET_ENV") != "gnu" || env("CARGO_CFG_TARGET_ARCH") != "x86_64" {
         return;
     }
     let libdir = Path::new("/usr/lib/x86_64-linux-gnu");

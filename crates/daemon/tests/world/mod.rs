@@ -390,3 +390,27 @@ impl Drop for World {
         }
     }
 }
+
+/// skiff-init next to skiffd (built here when cargo has not built it yet), for `--init`:
+/// call before [`World::new`], the daemon looks for it when it starts.
+pub fn ensure_init() -> PathBuf {
+    let (skiffd, _) = binaries();
+    let dir = skiffd.parent().unwrap().to_owned();
+    let init = dir.join("skiff-init");
+    if !init.exists() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "skiff-init", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(dir.parent().unwrap());
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("running cargo build -p skiff-init");
+        assert!(st.success(), "cargo build -p skiff-init failed");
+    }
+    assert!(init.exists(), "{} is missing", init.display());
+    init
+}
