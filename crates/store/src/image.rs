@@ -686,6 +686,7 @@ mod tests {
             unpack: skiff_unpack::Options {
                 preserve_ownership: false,
                 preserve_xattrs: false,
+                ..Default::default()
             },
         }
     }

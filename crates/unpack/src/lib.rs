@@ -50,6 +50,14 @@ pub struct Options {
     pub preserve_ownership: bool,
     /// Apply the `SCHILY.xattr.*` PAX records of each entry. Default: true.
     pub preserve_xattrs: bool,
+    /// Convert `.wh.` entries to overlayfs whiteouts (an image layer). Off, they are plain
+    /// files like any other (`docker cp` into a container). Default: true.
+    pub whiteouts: bool,
+    /// Refuse to replace an existing directory with a non-directory or the reverse (Docker's
+    /// `noOverwriteDirNonDir`). Default: false (the entry replaces what was there).
+    pub no_overwrite_dir_non_dir: bool,
+    /// Owner given to every entry instead of the entry's own (with `preserve_ownership`).
+    pub owner: Option<(u32, u32)>,
 }
 
 impl Default for Options {
@@ -57,6 +65,9 @@ impl Default for Options {
         Self {
             preserve_ownership: true,
             preserve_xattrs: true,
+            whiteouts: true,
+            no_overwrite_dir_non_dir: false,
+            owner: None,
         }
     }
 }
@@ -99,6 +110,12 @@ pub enum Error {
     HardlinkTargetMissing { path: String, target: String },
     #[error("entry {path}: {what}")]
     Invalid { path: String, what: String },
+    #[error("cannot overwrite {existing} {path:?} with {new}")]
+    Overwrite {
+        path: String,
+        existing: &'static str,
+        new: &'static str,
+    },
     #[error("entry {path}: entry type {kind:?} is not supported")]
     Unsupported { path: String, kind: EntryType },
     #[error("entry {path}: {op} failed")]
@@ -216,6 +233,18 @@ pub fn unpack(
         path: dest.to_owned(),
         source: e.into(),
     })?;
+    unpack_at(reader, compression, root, opts)
+}
+
+/// [`unpack`] into the directory `root` is an fd of (for a destination the caller resolved
+/// safely itself, such as a path inside a container opened with `RESOLVE_IN_ROOT`). Nothing
+/// outside that directory is touched.
+pub fn unpack_at(
+    reader: impl Read + Send,
+    compression: Compression,
+    root: OwnedFd,
+    opts: &Options,
+) -> Result<Stats, Error> {
     // Two stages on two threads: reading (the network, a tee into the content store),
     // decompressing and hashing on one; parsing the tar and making the files on the other.
     // A few chunks in flight bound the memory.
@@ -465,10 +494,13 @@ impl Unpacker<'_> {
             return Ok(());
         };
 
-        if name.starts_with(WHITEOUT_PREFIX) {
+        if self.opts.whiteouts && name.starts_with(WHITEOUT_PREFIX) {
             return self.whiteout(parent_comps, name, &display);
         }
-        let meta = self.meta(entry, &display)?;
+        let mut meta = self.meta(entry, &display)?;
+        if let Some((uid, gid)) = self.opts.owner {
+            (meta.uid, meta.gid) = (uid, gid);
+        }
         let parent = self.open_dir(parent_comps, OFlags::PATH, true, &display)?;
         let name = os(name);
 
@@ -478,7 +510,7 @@ impl Unpacker<'_> {
                 self.dir_times.push((comps.clone(), meta.mtime));
             }
             EntryType::Regular | EntryType::Continuous => {
-                remove_existing(&parent, name, &display)?;
+                self.replace(&parent, name, &display)?;
                 let fd = rustix::fs::openat(
                     &parent,
                     name,
@@ -505,7 +537,7 @@ impl Unpacker<'_> {
                     path: display.clone(),
                     what: "symlink without a target".into(),
                 })?;
-                remove_existing(&parent, name, &display)?;
+                self.replace(&parent, name, &display)?;
                 rustix::fs::symlinkat(os(&target), &parent, name)
                     .map_err(fs_err(&display, "creating the symlink"))?;
                 if !meta.xattrs.is_empty() {
@@ -545,7 +577,7 @@ impl Unpacker<'_> {
                         (ft, rustix::fs::makedev(major, minor))
                     }
                 };
-                remove_existing(&parent, name, &display)?;
+                self.replace(&parent, name, &display)?;
                 rustix::fs::mknodat(&parent, name, file_type, Mode::from_raw_mode(0o600), dev)
                     .map_err(fs_err(&display, "creating the device node"))?;
                 self.chown_at(&parent, name, &meta, &display)?;
@@ -639,10 +671,17 @@ impl Unpacker<'_> {
         let mut opaque = false;
         match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+            Ok(_) if self.opts.no_overwrite_dir_non_dir => {
+                return Err(Error::Overwrite {
+                    path: display.to_owned(),
+                    existing: "non-directory",
+                    new: "a directory",
+                })
+            }
             Ok(st) => {
                 // A whiteout of this layer, then a directory of the same name: the directory
                 // replaces the lower one, so it must not show the lower one's content.
-                opaque = is_whiteout(&st);
+                opaque = self.opts.whiteouts && is_whiteout(&st);
                 remove_existing(parent, name, display)?;
                 mkdir(parent, name, display)?;
             }
@@ -766,7 +805,7 @@ impl Unpacker<'_> {
             Err(Errno::NOENT) => return Err(missing()),
             Err(e) => return Err(fs_err(display, "inspecting the hard link target")(e)),
         }
-        remove_existing(parent, name, display)?;
+        self.replace(parent, name, display)?;
         // Without AT_SYMLINK_FOLLOW, a symlink target is linked itself, never followed.
         rustix::fs::linkat(&tparent, tname, parent, name, AtFlags::empty())
             .map_err(fs_err(display, "creating the hard link"))
@@ -823,6 +862,23 @@ impl Unpacker<'_> {
             rustix::fs::makedev(0, 0),
         )
         .map_err(fs_err(display, "creating the whiteout device"))
+    }
+
+    /// Removes what is in the way of a new non-directory entry (refused for a directory
+    /// with `no_overwrite_dir_non_dir`).
+    fn replace(&self, parent: &OwnedFd, name: &OsStr, display: &str) -> Result<(), Error> {
+        if self.opts.no_overwrite_dir_non_dir {
+            if let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    return Err(Error::Overwrite {
+                        path: display.to_owned(),
+                        existing: "directory",
+                        new: "a non-directory",
+                    });
+                }
+            }
+        }
+        remove_existing(parent, name, display)
     }
 
     fn finish_dir_times(&mut self) -> Result<(), Error> {
