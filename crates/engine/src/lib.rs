@@ -19,9 +19,11 @@
 //! Errors: one enum, [`Error`], with [`Error::kind`] for the API's status codes.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 mod engine;
 mod error;
 mod exec;
+pub mod fs;
 mod logs;
 mod model;
 mod monitor;
