@@ -329,6 +329,9 @@ where
         ("POST", "attach") => attach(state, req, &name, q).await,
         ("GET", "stats") => stats(state, &name, q).await,
         ("POST", "exec") => exec_create(state, &name, req.into_body()).await,
+        (_, "archive" | "export" | "changes") => {
+            crate::archive::route(state, req, method, &name, op, q).await
+        }
         _ => Err(ApiError::not_found("page not found")),
     }
 }

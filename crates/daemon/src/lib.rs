@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+mod archive;
 mod changes;
 pub mod config;
 mod containers;

@@ -251,7 +251,11 @@ impl ContainerFs {
     pub fn archive(&self, path: &str, out: impl Write) -> Result<()> {
         let loc = self.locate(path)?;
         let mut w = TarWriter::new(out, None);
-        w.add(loc.parent.as_fd(), loc.name.as_deref(), loc.clean.base().as_bytes())?;
+        w.add(
+            loc.parent.as_fd(),
+            loc.name.as_deref(),
+            loc.clean.base().as_bytes(),
+        )?;
         w.finish()
     }
 
@@ -365,11 +369,9 @@ fn unpack_error(e: skiff_unpack::Error, path: &str) -> Error {
     use skiff_unpack::Error as U;
     let text = chain_text(&e);
     match &e {
-        U::Fs { source, .. } if source.raw_os_error() == Some(libc_erofs()) => {
-            Error::InvalidInput(format!(
-                "cannot write into {path}: mounted volume is marked read-only ({text})"
-            ))
-        }
+        U::Fs { source, .. } if source.raw_os_error() == Some(libc_erofs()) => Error::InvalidInput(
+            format!("cannot write into {path}: mounted volume is marked read-only ({text})"),
+        ),
         U::Dest { .. } | U::Fs { .. } => Error::Internal(format!("extracting into {path}: {text}")),
         _ => Error::InvalidInput(format!("extracting into {path}: {text}")),
     }
@@ -690,7 +692,7 @@ impl DiffWalk<'_> {
         let mut any = false;
         for n in names {
             let p = format!("{path}/{n}");
-            if self.ignore.iter().any(|i| *i == p) {
+            if self.ignore.contains(&p) {
                 continue;
             }
             let Ok(st) = rustix::fs::statat(dir, n.as_str(), AtFlags::SYMLINK_NOFOLLOW) else {
@@ -885,7 +887,10 @@ mod tests {
         assert!(c.trailing && !c.dot);
         assert_eq!(c.base(), "y");
         let c = clean_path("dir/.");
-        assert_eq!((c.abs().as_str(), c.base().as_str(), c.dot), ("/dir", ".", true));
+        assert_eq!(
+            (c.abs().as_str(), c.base().as_str(), c.dot),
+            ("/dir", ".", true)
+        );
         assert_eq!(clean_path("/").base(), "/");
         assert_eq!(clean_path("../../..").abs(), "/");
     }

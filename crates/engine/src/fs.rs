@@ -56,6 +56,11 @@ fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
 }
 
 impl ContainerFs {
+    /// The container's full id.
+    pub fn id(&self) -> &str {
+        &self.rec.id
+    }
+
     /// The root directory (an `O_PATH` fd).
     pub(crate) fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()

@@ -206,11 +206,7 @@ impl Store {
             .get(container_id)
             .map(|r| r.chain_ids.clone())
             .ok_or_else(|| Error::RootfsNotFound(container_id.to_owned()))?;
-        chain_ids
-            .iter()
-            .rev()
-            .map(|c| self.snapshot(c))
-            .collect()
+        chain_ids.iter().rev().map(|c| self.snapshot(c)).collect()
     }
 
     /// All container root filesystems.

@@ -1,0 +1,327 @@
+//! End to end with the real `docker` CLI: `docker cp` both ways (running and stopped
+//! containers, volumes, tar streams, ownership) and the symlink / hostile-tar attacks it must
+//! withstand; `docker export`, `docker diff`; sizes, `docker system df`, `info` and prune.
+//! Skipped with a message without root, docker, busybox or docker-registry, unless
+//! SKIFF_REQUIRE_DOCKER is set.
+
+mod world;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use world::*;
+
+/// Runs docker with binary stdin; returns the output (not asserted).
+fn docker_bytes(w: &World, args: &[&str], stdin: &[u8]) -> Output {
+    let mut c = w.docker_cmd(args);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("running docker");
+    let mut si = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = si.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    out
+}
+
+/// A tar built entry by entry, names written verbatim (hostile ones included).
+fn tar_of(entries: &[(&str, tar::EntryType, &[u8], u64, u32)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data, uid, mode) in entries {
+        let mut h = hdr();
+        h.set_entry_type(*kind);
+        h.set_uid(*uid);
+        h.set_gid(*uid + 1);
+        h.set_mode(*mode);
+        let bytes = name.as_bytes();
+        {
+            let old = h.as_old_mut();
+            old.name[..bytes.len()].copy_from_slice(bytes);
+            if *kind == tar::EntryType::Symlink {
+                old.linkname[..data.len()].copy_from_slice(data);
+            }
+        }
+        let body: &[u8] = if *kind == tar::EntryType::Regular {
+            data
+        } else {
+            &[]
+        };
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        b.append(&h, body).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn names_in(tar_bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut ar = tar::Archive::new(tar_bytes);
+    let mut out = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        out.push((name, data));
+    }
+    out
+}
+
+fn assert_fails(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected a failure: {out:?}");
+    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
+}
+
+/// No file of the host directory `dir` other than those listed.
+fn assert_only(dir: &Path, expected: &[&str]) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+    want.sort();
+    assert_eq!(names, want, "the host directory {} changed", dir.display());
+}
+
+#[test]
+fn docker_cp_both_ways_running_and_stopped_and_attacks_stay_inside() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let host = w.tmp.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let hp = |p: &str| host.join(p).display().to_string();
+    // The host directory the attacks aim at, and a secret in it.
+    let target = w.tmp.path().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("secret"), "host secret\n").unwrap();
+    let target_abs = target.display().to_string();
+
+    let setup = format!(
+        "mkdir -p /d/sub && echo one > /d/a.txt && echo two > /d/sub/b.txt && \
+         mkdir /x && ln -s {target_abs} /x/esc && ln -s ../../../../../../../../.. /x/up && \
+         ln -s /etc /d/etclink && touch /ready && sleep 1000"
+    );
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "cpc",
+        "-v",
+        "vol:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        &setup,
+    ]);
+    for _ in 0..200 {
+        if w.try_docker(&["exec", "cpc", "test", "-e", "/ready"], None)
+            .status
+            .success()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // From the container: a directory to a new name, `dir/.` into an existing one, a file.
+    w.docker(&["cp", "cpc:/d", &hp("out")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("out/a.txt")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("out/sub/b.txt")).unwrap(),
+        "two\n"
+    );
+    std::fs::create_dir(host.join("dot")).unwrap();
+    w.docker(&["cp", "cpc:/d/.", &hp("dot")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("dot/a.txt")).unwrap(),
+        "one\n"
+    );
+    assert!(host.join("dot/sub/b.txt").is_file());
+    w.docker(&["cp", "cpc:/d/sub/b.txt", &hp("b-copy")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("b-copy")).unwrap(),
+        "two\n"
+    );
+    // Through a symlink inside the container: its own /etc, not the host's.
+    w.docker(&["cp", "cpc:/d/etclink/passwd", &hp("passwd")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
+
+    // To `-`: a tar stream whose entry is named after the file.
+    let out = w.try_docker(&["cp", "cpc:/d/a.txt", "-"], None);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        names_in(&out.stdout),
+        vec![("a.txt".to_owned(), b"one\n".to_vec())]
+    );
+
+    // Into the container: a file, a directory, and a tar from `-` with its owners kept.
+    std::fs::write(host.join("in.txt"), "host\n").unwrap();
+    w.docker(&["cp", &hp("in.txt"), "cpc:/d/in.txt"]);
+    assert_eq!(w.docker(&["exec", "cpc", "cat", "/d/in.txt"]), "host\n");
+    std::fs::create_dir_all(host.join("indir/deep")).unwrap();
+    std::fs::write(host.join("indir/deep/x"), "x\n").unwrap();
+    w.docker(&["cp", &hp("indir"), "cpc:/d/"]);
+    assert_eq!(w.docker(&["exec", "cpc", "cat", "/d/indir/deep/x"]), "x\n");
+    let t = tar_of(&[(
+        "fromtar.txt",
+        tar::EntryType::Regular,
+        b"tar\n",
+        1234,
+        0o640,
+    )]);
+    let out = docker_bytes(&w, &["cp", "-", "cpc:/d"], &t);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        w.docker(&["exec", "cpc", "stat", "-c", "%u:%g %a", "/d/fromtar.txt"]),
+        "1234:1235 640\n"
+    );
+    // Into a volume of a running container: the volume gets it.
+    w.docker(&["cp", &hp("in.txt"), "cpc:/data/run.txt"]);
+    assert_eq!(
+        w.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "vol:/data",
+            IMAGE,
+            "cat",
+            "/data/run.txt"
+        ]),
+        "host\n"
+    );
+
+    // Errors as Docker words them.
+    let out = w.try_docker(&["cp", "cpc:/nonexistent", &hp("nothing")], None);
+    assert_fails(&out, "/nonexistent");
+    assert!(!host.join("nothing").exists());
+    let out = w.try_docker(&["cp", "nosuch:/etc/passwd", &hp("nothing")], None);
+    assert_fails(&out, "No such container");
+
+    // Attacks: symlinks to host paths and `..` resolve inside the container.
+    let out = w.try_docker(&["cp", "cpc:/x/esc/secret", &hp("stolen")], None);
+    assert_fails(&out, "Could not find the file");
+    let up = format!("cpc:/x/up{target_abs}/secret");
+    let out = w.try_docker(&["cp", &up, &hp("stolen2")], None);
+    assert_fails(&out, "Could not find the file");
+    assert!(!host.join("stolen").exists() && !host.join("stolen2").exists());
+    // Writes through the same links, by the CLI and by hostile tars, never reach the host.
+    let _ = w.try_docker(&["cp", &hp("in.txt"), "cpc:/x/esc/pwn1"], None);
+    let _ = w.try_docker(
+        &["cp", &hp("in.txt"), &format!("cpc:/x/up{target_abs}/pwn2")],
+        None,
+    );
+    let t = tar_of(&[("esc/pwn3", tar::EntryType::Regular, b"pwn\n", 0, 0o644)]);
+    let out = docker_bytes(&w, &["cp", "-", "cpc:/x"], &t);
+    assert!(
+        !out.status.success(),
+        "a tar through a symlink out was accepted"
+    );
+    let t = tar_of(&[
+        (
+            "lnk",
+            tar::EntryType::Symlink,
+            target_abs.as_bytes(),
+            0,
+            0o777,
+        ),
+        ("lnk/pwn4", tar::EntryType::Regular, b"pwn\n", 0, 0o644),
+    ]);
+    let out = docker_bytes(&w, &["cp", "-", "cpc:/d"], &t);
+    assert!(
+        !out.status.success(),
+        "a tar through its own symlink was accepted"
+    );
+    let hostile = format!("../../../../../../../../..{target_abs}/pwn5");
+    let t = tar_of(&[(
+        hostile.as_str(),
+        tar::EntryType::Regular,
+        b"pwn\n",
+        0,
+        0o644,
+    )]);
+    let out = docker_bytes(&w, &["cp", "-", "cpc:/d"], &t);
+    assert_fails(&out, "escapes");
+    assert_only(&target, &["secret"]);
+    assert_eq!(
+        std::fs::read_to_string(target.join("secret")).unwrap(),
+        "host secret\n"
+    );
+
+    // A stopped container: mounted on demand, with its volume; nothing stays mounted.
+    w.docker(&[
+        "create",
+        "--name",
+        "cps",
+        "-v",
+        "vol:/data",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    w.docker(&["cp", &hp("in.txt"), "cps:/tmp/"]);
+    w.docker(&["cp", "cps:/tmp/in.txt", &hp("back.txt")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("back.txt")).unwrap(),
+        "host\n"
+    );
+    w.docker(&["cp", &hp("in.txt"), "cps:/data/stopped.txt"]);
+    assert_eq!(
+        w.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "vol:/data",
+            IMAGE,
+            "cat",
+            "/data/stopped.txt"
+        ]),
+        "host\n"
+    );
+    let out = w.try_docker(&["cp", "cps:/etc/../../../../etc/passwd", "-"], None);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        names_in(&out.stdout),
+        vec![(
+            "passwd".to_owned(),
+            b"root:x:0:0:root:/root:/bin/sh\n".to_vec()
+        )]
+    );
+    let sid = w.docker(&["inspect", "-f", "{{.Id}}", "cps"]);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(sid.trim()),
+        "the stopped container's rootfs stayed mounted"
+    );
+    w.docker(&["start", "cps"]);
+    assert_eq!(w.docker(&["exec", "cps", "cat", "/tmp/in.txt"]), "host\n");
+    // An exited container too.
+    w.docker(&["rm", "-f", "cps"]);
+    w.docker(&[
+        "run",
+        "--name",
+        "cpe",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo done > /result",
+    ]);
+    w.docker(&["cp", "cpe:/result", &hp("result")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("result")).unwrap(),
+        "done\n"
+    );
+}
