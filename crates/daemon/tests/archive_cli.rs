@@ -325,3 +325,106 @@ fn docker_cp_both_ways_running_and_stopped_and_attacks_stay_inside() {
         "done\n"
     );
 }
+
+#[test]
+fn docker_diff_and_export_show_what_the_container_changed() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    w.docker(&[
+        "run",
+        "--name",
+        "changer",
+        "-v",
+        "evol:/vdata",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo new > /added.txt && echo changed >> /etc/passwd && rm /bin/vi && \
+         mkdir -p /newdir/sub && echo x > /newdir/sub/f && rmdir /root && echo v > /vdata/in-volume",
+    ]);
+    let diff = w.docker(&["diff", "changer"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "A /added.txt",
+            "C /bin",
+            "D /bin/vi",
+            "C /etc",
+            "C /etc/passwd",
+            "A /newdir",
+            "A /newdir/sub",
+            "A /newdir/sub/f",
+            "D /root",
+        ],
+        "{diff}"
+    );
+
+    // Export: the merged root filesystem with the container's files, without the volume's.
+    let file = w.tmp.path().join("changer.tar");
+    w.docker(&["export", "-o", &file.display().to_string(), "changer"]);
+    let entries = names_in(&std::fs::read(&file).unwrap());
+    let get = |n: &str| {
+        entries
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, d)| d.clone())
+    };
+    assert_eq!(get("added.txt").as_deref(), Some(&b"new\n"[..]));
+    assert_eq!(get("newdir/sub/f").as_deref(), Some(&b"x\n"[..]));
+    assert!(String::from_utf8_lossy(&get("etc/passwd").unwrap()).ends_with("changed\n"));
+    assert!(get("bin/busybox").is_some_and(|d| !d.is_empty()));
+    assert!(get("bin/vi").is_none(), "a deleted file was exported");
+    assert!(
+        get("vdata/").is_some(),
+        "the volume's mount point is missing"
+    );
+    assert!(
+        get("vdata/in-volume").is_none(),
+        "a volume's content was exported"
+    );
+
+    // A running container: what it wrote so far, and nothing of /proc's content.
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo live > /live.txt && touch /ready && sleep 1000",
+    ]);
+    for _ in 0..200 {
+        if w.try_docker(&["exec", "live", "test", "-e", "/ready"], None)
+            .status
+            .success()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    w.docker(&["export", "-o", &file.display().to_string(), "live"]);
+    let entries = names_in(&std::fs::read(&file).unwrap());
+    assert!(entries
+        .iter()
+        .any(|(n, d)| n == "live.txt" && d == b"live\n"));
+    assert!(entries.iter().any(|(n, _)| n == "proc/"));
+    assert!(
+        !entries
+            .iter()
+            .any(|(n, _)| n.starts_with("proc/") && n != "proc/"),
+        "/proc's content was exported"
+    );
+    assert_eq!(
+        w.docker(&["diff", "live"]).lines().collect::<Vec<_>>(),
+        vec!["A /live.txt", "A /ready"]
+    );
+
+    let out = w.try_docker(&["export", "nosuch"], None);
+    assert_fails(&out, "No such container: nosuch");
+    let out = w.try_docker(&["diff", "nosuch"], None);
+    assert_fails(&out, "No such container: nosuch");
+}
