@@ -162,7 +162,8 @@ where
         ("POST", "/containers/create") => {
             return containers::create(&state, &q, req.into_body()).await
         }
-        ("POST", "/containers/prune") => return containers::prune(&state, &q).await,
+        ("POST", "/containers/prune") => return system::prune_containers(&state, &q).await,
+        ("POST", "/build/prune") => return system::build_prune(),
         ("GET", "/volumes") => return volumes_api::list(&state, &q).await,
         ("POST", "/volumes/create") => {
             return volumes_api::create(&state, req.into_body()).await

@@ -428,3 +428,134 @@ fn docker_diff_and_export_show_what_the_container_changed() {
     let out = w.try_docker(&["diff", "nosuch"], None);
     assert_fails(&out, "No such container: nosuch");
 }
+
+#[test]
+fn sizes_system_df_info_and_container_prune_filters() {
+    if !can_run() {
+        return;
+    }
+    let mut w = World::new();
+    w.docker(&[
+        "run",
+        "--name",
+        "big",
+        "--label",
+        "keep=yes",
+        IMAGE,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/big bs=1024 count=2048 2>/dev/null",
+    ]);
+    w.docker(&[
+        "run", "-d", "--name", "runner", "-v", "dfvol:/v", IMAGE, "sleep", "1000",
+    ]);
+
+    // SizeRw: the 2 MiB the container wrote (and little else); SizeRootFs adds the image.
+    let sizes = w.docker(&[
+        "inspect",
+        "--size",
+        "-f",
+        "{{.SizeRw}} {{.SizeRootFs}}",
+        "big",
+    ]);
+    let nums: Vec<i64> = sizes
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        (2_097_152..2_097_152 + 65_536).contains(&nums[0]),
+        "SizeRw {sizes}"
+    );
+    assert!(nums[1] > nums[0] + 500_000, "SizeRootFs {sizes}");
+    let ps = w.docker(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]);
+    assert!(
+        ps.lines().any(|l| l.starts_with("big 2.1MB (virtual ")),
+        "{ps}"
+    );
+
+    // docker system df: the containers with their sizes, the image in use, the volume.
+    let df = w.docker(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ]);
+    let lines: Vec<&str> = df.lines().collect();
+    assert!(lines.contains(&"Images 1 1"), "{df}");
+    assert!(lines.contains(&"Containers 2 1"), "{df}");
+    assert!(lines.contains(&"Local Volumes 1 1"), "{df}");
+    let dfv = w.docker(&["system", "df", "-v", "--format", "{{json .Containers}}"]);
+    let cs: serde_json::Value = serde_json::from_str(dfv.trim()).unwrap();
+    let big = cs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Names"] == "big")
+        .unwrap_or_else(|| panic!("{dfv}"));
+    assert_eq!(big["Size"], "2.1MB", "{dfv}");
+
+    // docker info: real numbers, an ID that survives a restart.
+    let info = w.docker(&["info", "--format", "{{json .}}"]);
+    let i: serde_json::Value = serde_json::from_str(info.trim()).unwrap();
+    assert_eq!(i["Containers"], 2, "{info}");
+    assert_eq!(i["ContainersRunning"], 1);
+    assert_eq!(i["ContainersStopped"], 1);
+    assert_eq!(i["Images"], 1);
+    assert!(i["NCPU"].as_u64().unwrap() >= 1);
+    assert!(i["MemTotal"].as_u64().unwrap() > 0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(i["KernelVersion"], kernel.trim());
+    assert!(!i["OperatingSystem"].as_str().unwrap().is_empty());
+    assert_eq!(
+        i["DockerRootDir"],
+        w.tmp.path().join("root").display().to_string()
+    );
+    assert!(i["SecurityOptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o == "name=seccomp,profile=default"));
+    assert!(matches!(i["CgroupVersion"].as_str(), Some("1" | "2")));
+    if i["Driver"] == "overlay2" {
+        assert_eq!(i["DriverStatus"][0][0], "Backing Filesystem", "{info}");
+    }
+    let id = i["ID"].as_str().unwrap().to_owned();
+    assert!(!id.is_empty());
+    w.restart_daemon();
+    let id2 = w.docker(&["info", "--format", "{{.ID}}"]);
+    assert_eq!(id2.trim(), id);
+
+    // Container prune: never the running one; label!= and until filters.
+    w.docker(&["create", "--name", "scratch", IMAGE, "true"]);
+    let out = w.docker(&["container", "prune", "-f", "--filter", "label!=keep=yes"]);
+    let scratch_gone = w.try_docker(&["inspect", "scratch"], None);
+    assert!(!scratch_gone.status.success(), "{out}");
+    w.docker(&["inspect", "big"]);
+    w.docker(&["container", "prune", "-f", "--filter", "until=1h"]);
+    w.docker(&["inspect", "big"]);
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60)
+        .to_string();
+    let out = w.docker(&[
+        "container",
+        "prune",
+        "-f",
+        "--filter",
+        &format!("until={later}"),
+    ]);
+    assert!(out.contains("Total reclaimed space: 2.09"), "{out}");
+    assert!(!w.try_docker(&["inspect", "big"], None).status.success());
+    assert_eq!(
+        w.docker(&["ps", "-aq"]).lines().count(),
+        1,
+        "the running one stays"
+    );
+    let out = w.try_docker(
+        &["container", "prune", "-f", "--filter", "until=soon"],
+        None,
+    );
+    assert_fails(&out, "invalid until filter");
+}
