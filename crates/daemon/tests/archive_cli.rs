@@ -558,4 +558,23 @@ fn sizes_system_df_info_and_container_prune_filters() {
         None,
     );
     assert_fails(&out, "invalid until filter");
+
+    // docker system prune: stopped containers go, the running one and its image stay; with
+    // --volumes an unused anonymous volume goes too.
+    w.docker(&["run", "--name", "done", "-v", "/anon", IMAGE, "true"]);
+    let out = w.docker(&["system", "prune", "-f"]);
+    assert!(
+        !w.try_docker(&["inspect", "done"], None).status.success(),
+        "{out}"
+    );
+    w.docker(&["inspect", "runner"]);
+    w.docker(&["image", "inspect", IMAGE]);
+    let before = w.docker(&["volume", "ls", "-q"]).lines().count();
+    let out = w.docker(&["system", "prune", "-f", "--volumes"]);
+    let after = w.docker(&["volume", "ls", "-q"]);
+    assert_eq!(after.lines().count(), before - 1, "{out}");
+    assert!(
+        after.lines().any(|l| l == "dfvol"),
+        "a volume in use was pruned"
+    );
 }
