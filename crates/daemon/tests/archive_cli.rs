@@ -578,3 +578,78 @@ fn sizes_system_df_info_and_container_prune_filters() {
         "a volume in use was pruned"
     );
 }
+
+#[test]
+fn docker_py_archive_export_diff_df_and_prune() {
+    if !can_run() {
+        return;
+    }
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import docker"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: docker-py is not installed (pip install docker)");
+        return;
+    }
+    let w = World::new();
+    let host = format!("unix://{}", w.tmp.path().join("d.sock").display());
+    let script = format!(
+        r#"
+import io, tarfile, docker
+c = docker.DockerClient(base_url={host:?}, version="auto")
+ctr = c.containers.run({image:?}, ["sh", "-c", "echo hi > /greeting; sleep 1000"], detach=True, name="py")
+import time
+for _ in range(200):
+    if ctr.exec_run(["test", "-e", "/greeting"]).exit_code == 0:
+        break
+    time.sleep(0.05)
+stream, stat = ctr.get_archive("/greeting")
+assert stat["name"] == "greeting" and stat["size"] == 3, stat
+data = b"".join(stream)
+with tarfile.open(fileobj=io.BytesIO(data)) as t:
+    assert t.extractfile("greeting").read() == b"hi\n"
+stream, stat = ctr.get_archive("/bin")
+assert stat["mode"] & (1 << 31), stat
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    info = tarfile.TarInfo("put.txt"); info.size = 4; info.uid = 42; info.mode = 0o600
+    t.addfile(info, io.BytesIO(b"put\n"))
+assert ctr.put_archive("/tmp", buf.getvalue())
+assert ctr.exec_run(["stat", "-c", "%u %a", "/tmp/put.txt"]).output == b"42 600\n"
+try:
+    ctr.get_archive("/nope")
+    raise SystemExit("expected NotFound")
+except docker.errors.NotFound as e:
+    assert "Could not find the file /nope in container " + ctr.id in str(e), str(e)
+changes = {{(d["Path"], d["Kind"]) for d in ctr.diff()}}
+assert ("/greeting", 1) in changes and ("/tmp/put.txt", 1) in changes, changes
+assert ("/tmp", 0) in changes, changes
+exported = b"".join(ctr.export())
+with tarfile.open(fileobj=io.BytesIO(exported)) as t:
+    assert t.extractfile("greeting").read() == b"hi\n"
+df = c.df()
+sizes = [x["SizeRw"] for x in df["Containers"] if x["Names"] == ["/py"]]
+assert sizes and sizes[0] >= 7, df["Containers"]
+ctr.stop(timeout=1)
+info = c.info()
+assert info["ContainersStopped"] == 1 and info["Images"] == 1, info
+res = c.containers.prune(filters={{"label": ["nosuch"]}})
+assert not res.get("ContainersDeleted"), res
+res = c.containers.prune()
+assert res["ContainersDeleted"] == [ctr.id], res
+print("ok")
+"#,
+        image = IMAGE,
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-py failed: {}\n{}\n--- skiffd:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        w.log()
+    );
+}
