@@ -630,7 +630,7 @@ fn check_tag(t: &Reference) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::StoreOptions;
     use std::io::Write;
