@@ -9,7 +9,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::error::ApiError;
 use crate::http::{self, Body, Query};
 use crate::{
-    containers, images, system, volumes_api, State, API_VERSION, MIN_API_VERSION, VERSION,
+    archive, containers, images, system, volumes_api, State, API_VERSION, MIN_API_VERSION, VERSION,
 };
 
 /// A parsed API version (`1.41` -> (1, 41)).
@@ -164,6 +164,7 @@ where
         }
         ("POST", "/containers/prune") => return system::prune_containers(&state, &q).await,
         ("POST", "/build/prune") => return system::build_prune(),
+        ("POST", "/commit") => return archive::commit(&state, &q, req.into_body()).await,
         ("GET", "/volumes") => return volumes_api::list(&state, &q).await,
         ("POST", "/volumes/create") => {
             return volumes_api::create(&state, req.into_body()).await

@@ -653,3 +653,96 @@ print("ok")
         w.log()
     );
 }
+
+#[test]
+fn docker_commit_makes_an_image_of_the_changes() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    w.docker(&[
+        "run",
+        "--name",
+        "tocommit",
+        "-e",
+        "KEEP=kept",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo committed > /hello && rm /bin/vi && rm -rf /root && mkdir /root && \
+         echo only > /root/only",
+    ]);
+    let id = w.docker(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/hello\"]",
+        "-c",
+        "ENV A=1",
+        "-m",
+        "a message",
+        "-a",
+        "someone",
+        "tocommit",
+        "mine:v1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(w.docker(&["run", "--rm", "mine:v1"]), "committed\n");
+    // Deletions as whiteouts, a replaced directory as opaque, the config with the changes.
+    let out = w.docker(&[
+        "run",
+        "--rm",
+        "mine:v1",
+        "sh",
+        "-c",
+        "test ! -e /bin/vi && ls /root && echo $A $KEEP",
+    ]);
+    assert_eq!(out, "only\n1 kept\n");
+    let meta = w.docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Author}}|{{len .RootFS.Layers}}",
+        "mine:v1",
+    ]);
+    assert_eq!(meta.trim(), "someone|2");
+    let history = w.docker(&["history", "--format", "{{.Comment}}", "mine:v1"]);
+    assert!(history.lines().any(|l| l == "a message"), "{history}");
+    // The engine's mount points are not part of the image.
+    let diff = w.docker(&["run", "--name", "fromcommit", "mine:v1", "true"]);
+    assert_eq!(diff, "");
+    assert_eq!(w.docker(&["diff", "fromcommit"]), "");
+
+    // A running container (paused for the commit, running after).
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "running",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo live > /live && touch /ready && sleep 1000",
+    ]);
+    for _ in 0..200 {
+        if w.try_docker(&["exec", "running", "test", "-e", "/ready"], None)
+            .status
+            .success()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    w.docker(&["commit", "running", "mine:live"]);
+    assert_eq!(
+        w.docker(&["inspect", "-f", "{{.State.Status}}", "running"])
+            .trim(),
+        "running"
+    );
+    assert_eq!(
+        w.docker(&["run", "--rm", "mine:live", "cat", "/live"]),
+        "live\n"
+    );
+
+    let out = w.try_docker(&["commit", "nosuch", "x:y"], None);
+    assert_fails(&out, "No such container: nosuch");
+}

@@ -400,6 +400,10 @@ struct TarWriter<W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
     /// Do not descend into directories of another device (export).
     one_fs: Option<u64>,
+    /// Write overlay whiteouts (0/0 devices, opaque directories) as OCI `.wh.` entries.
+    oci_whiteouts: bool,
+    /// Tar names (no trailing `/`) left out with everything below them.
+    skip: Vec<Vec<u8>>,
 }
 
 const BLOCK: usize = 512;
@@ -422,6 +426,8 @@ impl<W: Write> TarWriter<W> {
             out,
             links: HashMap::new(),
             one_fs,
+            oci_whiteouts: false,
+            skip: Vec::new(),
         }
     }
 
@@ -515,6 +521,9 @@ impl<W: Write> TarWriter<W> {
         name: Option<&OsStr>,
         tar_name: &[u8],
     ) -> Result<()> {
+        if self.skip.iter().any(|p| p == tar_name) {
+            return Ok(());
+        }
         let st = match name {
             Some(n) => rustix::fs::statat(parent, n, AtFlags::SYMLINK_NOFOLLOW),
             None => rustix::fs::fstat(parent),
@@ -553,6 +562,15 @@ impl<W: Write> TarWriter<W> {
                 }
                 if self.one_fs.is_some_and(|dev| dev != st.st_dev) {
                     return Ok(());
+                }
+                if self.oci_whiteouts
+                    && matches!(
+                        rustix::fs::fgetxattr(&dir, "trusted.overlay.opaque", &mut [0u8; 4]),
+                        Ok(1)
+                    )
+                {
+                    let h = Self::base_header(&st, EntryType::Regular);
+                    self.header(h, &join_name(tar_name, b".wh..wh..opq"), None, None)?;
                 }
                 let mut names = BTreeSet::new();
                 for item in
@@ -602,6 +620,17 @@ impl<W: Write> TarWriter<W> {
                 };
                 let h = Self::base_header(&st, EntryType::Symlink);
                 self.header(h, tar_name, Some(target.to_bytes()), None)
+            }
+            FileType::CharacterDevice if self.oci_whiteouts && st.st_rdev == 0 => {
+                let (dir, base) = match tar_name.iter().rposition(|b| *b == b'/') {
+                    Some(i) => (&tar_name[..i], &tar_name[i + 1..]),
+                    None => (&b""[..], tar_name),
+                };
+                let mut wh = b".wh.".to_vec();
+                wh.extend_from_slice(base);
+                let mut h = Self::base_header(&st, EntryType::Regular);
+                h.set_mode(0o600);
+                self.header(h, &join_name(dir, &wh), None, None)
             }
             kind @ (FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo) => {
                 let entry = match kind {
@@ -846,6 +875,36 @@ impl Engine {
         let mut out = walk.out;
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
+    }
+
+    /// `docker commit`: the container's changes (its upper dir) as a layer tar with OCI
+    /// whiteouts, written to `out`. The engine's mount points and the container's volume
+    /// mount points are left out, as with `docker diff`.
+    pub fn commit_layer(&self, name_or_id: &str, out: impl Write) -> Result<()> {
+        let rec = self.record(name_or_id)?;
+        let h = self
+            .config()
+            .store
+            .rootfs(&rec.id)
+            .map_err(store_err(format!("cannot find the rootfs of {}", rec.id)))?;
+        let Some(upper) = h.upper else {
+            return Err(Error::InvalidInput(
+                "docker commit needs the overlay storage driver (this store uses vfs)".into(),
+            ));
+        };
+        let mut w = TarWriter::new(out, None);
+        w.oci_whiteouts = true;
+        w.skip = ENGINE_PATHS
+            .iter()
+            .map(|p| p.trim_start_matches('/').as_bytes().to_vec())
+            .chain(rec.mounts.iter().filter_map(|m| {
+                let d = clean_path(m.destination.as_deref()?);
+                Some(d.comps.join("/").into_bytes())
+            }))
+            .collect();
+        let top = open_dir(&upper)?;
+        w.add(top.as_fd(), None, b"")?;
+        w.finish()
     }
 
     /// (SizeRw, SizeRootFs): the bytes of the container's own files (its upper dir; the
