@@ -250,12 +250,14 @@ impl ContainerFs {
     /// path's base name (`.` for `dir/.`), written to `out`.
     pub fn archive(&self, path: &str, out: impl Write) -> Result<()> {
         let loc = self.locate(path)?;
+        // The root itself is named `.`: a tar entry never starts with `/`.
+        let base = if loc.clean.comps.is_empty() {
+            ".".to_owned()
+        } else {
+            loc.clean.base()
+        };
         let mut w = TarWriter::new(out, None);
-        w.add(
-            loc.parent.as_fd(),
-            loc.name.as_deref(),
-            loc.clean.base().as_bytes(),
-        )?;
+        w.add(loc.parent.as_fd(), loc.name.as_deref(), base.as_bytes())?;
         w.finish()
     }
 

@@ -110,6 +110,25 @@ impl Engine {
                 "cannot open the root of running container {}",
                 rec.id
             )))?;
+            // The pid could have been reused since the record was read: the root must be
+            // the container's own root filesystem (mounted on the host while it runs).
+            let rootfs = self
+                .config()
+                .store
+                .rootfs(&rec.id)
+                .map_err(crate::error::store_err(format!(
+                    "cannot find the rootfs of {}",
+                    rec.id
+                )))?;
+            let seen = rustix::fs::fstat(&root).map_err(errno("cannot stat the container root"))?;
+            let want = rustix::fs::stat(&rootfs.path)
+                .map_err(errno(format!("cannot stat {}", rootfs.path.display())))?;
+            if (seen.st_dev, seen.st_ino) != (want.st_dev, want.st_ino) {
+                return Err(Error::Conflict(format!(
+                    "container {} stopped during the request; try again",
+                    rec.id
+                )));
+            }
             return f(&ContainerFs { root, name, rec });
         }
         let store = &self.config().store;
