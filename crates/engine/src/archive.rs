@@ -312,6 +312,7 @@ impl ContainerFs {
             whiteouts: false,
             no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
             owner,
+            diff_id: false,
         };
         skiff_unpack::unpack_at(input, skiff_unpack::Compression::Detect, dir, &uopts)
             .map(drop)

@@ -59,7 +59,8 @@ impl Store {
             })?;
 
         let blob = self.blob_writer(None)?;
-        let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(6));
+        // Level 1: a commit is interactive; the layer is gzip'd once and unpacked at once.
+        let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::fast());
         let mut tee = Hashing {
             inner: gz,
             hasher: Hasher::new(Algorithm::Sha256),

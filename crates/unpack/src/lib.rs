@@ -58,6 +58,8 @@ pub struct Options {
     pub no_overwrite_dir_non_dir: bool,
     /// Owner given to every entry instead of the entry's own (with `preserve_ownership`).
     pub owner: Option<(u32, u32)>,
+    /// Hash the stream for [`Stats::diff_id`] (left empty without). Default: true.
+    pub diff_id: bool,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             whiteouts: true,
             no_overwrite_dir_non_dir: false,
             owner: None,
+            diff_id: true,
         }
     }
 }
@@ -138,14 +141,16 @@ fn fs_err<'a>(path: &'a str, op: &'static str) -> impl FnOnce(Errno) -> Error + 
 /// Reads through and hashes the uncompressed stream (the diffID) and counts its bytes.
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     bytes: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -252,7 +257,8 @@ pub fn unpack_at(
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_CHUNKS);
         // Used chunks go back to the producer instead of being freed and zeroed again.
         let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_CHUNKS + 2);
-        let producer = s.spawn(move || produce(reader, compression, &tx, &back_rx));
+        let hash = opts.diff_id;
+        let producer = s.spawn(move || produce(reader, compression, hash, &tx, &back_rx));
         let archive = tar::Archive::new(ChannelReader {
             rx,
             back: back_tx,
@@ -303,6 +309,7 @@ const PIPELINE_CHUNK: usize = 256 * 1024;
 fn produce(
     reader: impl Read,
     compression: Compression,
+    hash: bool,
     tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
     back: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<(u64, String), Error> {
@@ -318,7 +325,7 @@ fn produce(
     };
     let mut hashing = HashingReader {
         inner,
-        hasher: Sha256::new(),
+        hasher: hash.then(Sha256::new),
         bytes: 0,
     };
     loop {
@@ -339,10 +346,11 @@ fn produce(
             return Ok((hashing.bytes, String::new()));
         }
     }
-    Ok((
-        hashing.bytes,
-        format!("sha256:{:x}", hashing.hasher.finalize()),
-    ))
+    let digest = hashing
+        .hasher
+        .map(|h| format!("sha256:{:x}", h.finalize()))
+        .unwrap_or_default();
+    Ok((hashing.bytes, digest))
 }
 
 /// The tar stage's end of the pipeline.

@@ -619,7 +619,7 @@ fn shared_multilayer_fixture_matches_expected_tree() {
     }
 }
 
-/// `docker cp` extraction: `.wh.` names stay plain files, the owner is forced, and a
+/// `docker cp` extraction: `.wh.` names stay plain files, the owner is forced, no hashing, and a
 /// directory is never replaced by a file (nor the reverse) with `no_overwrite_dir_non_dir`.
 #[test]
 fn copy_options_keep_whiteout_names_force_the_owner_and_refuse_dir_swaps() {
@@ -633,13 +633,16 @@ fn copy_options_keep_whiteout_names_force_the_owner_and_refuse_dir_swaps() {
         whiteouts: false,
         no_overwrite_dir_non_dir: true,
         owner: Some((1234, 4321)),
+        diff_id: false,
         ..Default::default()
     };
     let mut l = Layer::new();
     l.file(".wh.kept", 0o644, 0, 0, b"plain")
         .file("new.txt", 0o640, 7, 7, b"new");
     let tar = l.finish();
-    unpack(&tar[..], Compression::None, tmp.path(), &opts).unwrap();
+    let stats = unpack(&tar[..], Compression::None, tmp.path(), &opts).unwrap();
+    assert_eq!(stats.diff_id, "", "hashed without diff_id");
+    assert_eq!(stats.bytes, tar.len() as u64);
     assert_eq!(fs::read(tmp.path().join(".wh.kept")).unwrap(), b"plain");
     let meta = fs::metadata(tmp.path().join("new.txt")).unwrap();
     assert_eq!(
