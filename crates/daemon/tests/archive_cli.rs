@@ -324,6 +324,69 @@ fn docker_cp_both_ways_running_and_stopped_and_attacks_stay_inside() {
         std::fs::read_to_string(host.join("result")).unwrap(),
         "done\n"
     );
+
+    // A destination that is a symlink: the CLI follows its linkTarget (resolved inside).
+    w.docker(&["cp", &hp("in.txt"), "cpc:/d/etclink"]);
+    assert_eq!(w.docker(&["exec", "cpc", "cat", "/etc/in.txt"]), "host\n");
+    assert!(!Path::new("/etc/in.txt").exists());
+    // A file never replaces a directory (the CLI asks noOverwriteDirNonDir).
+    std::fs::write(host.join("sub"), "file\n").unwrap();
+    let out = w.try_docker(&["cp", &hp("sub"), "cpc:/d/"], None);
+    assert_fails(&out, "cannot overwrite directory");
+    assert_eq!(w.docker(&["exec", "cpc", "cat", "/d/sub/b.txt"]), "two\n");
+
+    // -a: the container's user owns what is copied in; GET's tar carries owners.
+    w.docker(&[
+        "create",
+        "--name",
+        "cpu",
+        "--user",
+        "1000:1001",
+        IMAGE,
+        "true",
+    ]);
+    w.docker(&["cp", "-a", &hp("in.txt"), "cpu:/tmp/"]);
+    let out = w.try_docker(&["cp", "cpu:/tmp/in.txt", "-"], None);
+    assert!(out.status.success(), "{out:?}");
+    let mut ar = tar::Archive::new(&out.stdout[..]);
+    let e = ar.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(
+        (e.header().uid().unwrap(), e.header().gid().unwrap()),
+        (1000, 1001)
+    );
+
+    // Read-only root filesystems and volumes refuse writes, running or not.
+    w.docker(&[
+        "create",
+        "--name",
+        "ro",
+        "--read-only",
+        "-v",
+        "rovol:/rov:ro",
+        IMAGE,
+        "true",
+    ]);
+    let out = w.try_docker(&["cp", &hp("in.txt"), "ro:/tmp/"], None);
+    assert_fails(&out, "container rootfs is marked read-only");
+    let out = w.try_docker(&["cp", &hp("in.txt"), "ro:/rov/"], None);
+    assert_fails(&out, "read-only");
+    w.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "rorun",
+        "-v",
+        "rovol:/rov:ro",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    let out = w.try_docker(&["cp", &hp("in.txt"), "rorun:/rov/"], None);
+    assert_fails(&out, "read-only");
+    assert_eq!(
+        w.docker(&["run", "--rm", "-v", "rovol:/rov", IMAGE, "ls", "/rov"]),
+        ""
+    );
 }
 
 #[test]
