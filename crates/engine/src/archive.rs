@@ -327,11 +327,14 @@ impl ContainerFs {
             return Ok(None);
         }
         let read = |p: &str| -> String {
-            let Ok(fd) = self.open(p, OFlags::RDONLY | OFlags::NOFOLLOW) else {
+            let Ok(Some((file, _))) = self
+                .open(p, OFlags::PATH | OFlags::NOFOLLOW)
+                .and_then(reopen_regular)
+            else {
                 return String::new();
             };
             let mut s = String::new();
-            let _ = File::from(fd).take(4 << 20).read_to_string(&mut s);
+            let _ = file.take(4 << 20).read_to_string(&mut s);
             s
         };
         let (name, group) = user.split_once(':').unwrap_or((&user, ""));
@@ -366,6 +369,30 @@ impl ContainerFs {
         }
         Ok(Some((uid, gid)))
     }
+}
+
+/// Opens for reading the regular file that the `O_PATH` fd `fd` names, through procfs, so
+/// that nothing but a regular file is ever opened: a device node or fifo a container put in
+/// its place is never opened by the daemon (opening a device can have effects, and reading
+/// one from the host would bypass the container's device rules).
+fn reopen_regular(fd: OwnedFd) -> std::result::Result<Option<(File, Stat)>, Errno> {
+    use std::os::fd::AsRawFd;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(None);
+    }
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let file = rustix::fs::open(
+        path.as_str(),
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    // The magic link reopens the same inode; checked again all the same.
+    let again = rustix::fs::fstat(&file)?;
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
+        return Ok(None);
+    }
+    Ok(Some((File::from(file), again)))
 }
 
 fn unpack_error(e: skiff_unpack::Error, path: &str) -> Error {
@@ -600,17 +627,18 @@ impl<W: Write> TarWriter<W> {
                     }
                     self.links.insert(key, tar_name.to_vec());
                 }
-                let fd = match open(OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY) {
+                let fd = match open(OFlags::PATH) {
                     Ok(fd) => fd,
                     Err(Errno::NOENT) => return Ok(()),
                     Err(e) => return Err(errno("cannot open a file to archive")(e)),
                 };
-                let st = rustix::fs::fstat(&fd).map_err(errno("cannot stat a file"))?;
-                if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-                    return Ok(());
-                }
+                let (mut file, st) = match reopen_regular(fd) {
+                    Ok(Some(f)) => f,
+                    // Replaced meanwhile by something that is not a regular file.
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(errno("cannot open a file to archive")(e)),
+                };
                 let size = u64::try_from(st.st_size).unwrap_or(0);
-                let mut file = File::from(fd);
                 let h = Self::base_header(&st, EntryType::Regular);
                 self.header(h, tar_name, None, Some((&mut file, size)))
             }
@@ -965,6 +993,31 @@ mod tests {
         assert_eq!(go_file_mode(0o020666), GO_DEVICE | GO_CHAR | 0o666);
         assert_eq!(go_file_mode(0o104755), GO_SETUID | 0o755);
         assert_eq!(go_file_mode(0o041777), GO_DIR | GO_STICKY | 0o777);
+    }
+
+    #[test]
+    fn only_regular_files_are_ever_opened_for_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"data").unwrap();
+        let root = open_dir(dir.path()).unwrap();
+        rustix::fs::mknodat(&root, "fifo", FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("link")).unwrap();
+        let path_fd = |n: &str| {
+            rustix::fs::openat(
+                &root,
+                n,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap()
+        };
+        // A fifo opened for reading would block: it is not opened at all.
+        assert!(reopen_regular(path_fd("fifo")).unwrap().is_none());
+        assert!(reopen_regular(path_fd("link")).unwrap().is_none());
+        let (mut f, st) = reopen_regular(path_fd("f")).unwrap().unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!((s.as_str(), st.st_size), ("data", 4));
     }
 
     #[test]
