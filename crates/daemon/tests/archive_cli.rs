@@ -71,6 +71,30 @@ fn names_in(tar_bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// One raw HTTP request on the daemon's socket: the status and the body.
+fn raw(w: &World, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = std::os::unix::net::UnixStream::connect(w.tmp.path().join("d.sock")).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
 fn assert_fails(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "expected a failure: {out:?}");
@@ -210,6 +234,34 @@ fn docker_cp_both_ways_running_and_stopped_and_attacks_stay_inside() {
     assert!(!host.join("nothing").exists());
     let out = w.try_docker(&["cp", "nosuch:/etc/passwd", &hp("nothing")], None);
     assert_fails(&out, "No such container");
+
+    // The API's own errors: a missing path, a missing file, a non-directory to extract into.
+    let (st, body) = raw(&w, "GET", "/containers/cpc/archive", b"");
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("path cannot be empty"), "{body}");
+    let (st, _) = raw(&w, "HEAD", "/containers/cpc/archive?path=/nonexistent", b"");
+    assert_eq!(st, 404);
+    let (st, body) = raw(&w, "GET", "/containers/cpc/archive?path=/nonexistent", b"");
+    assert_eq!(st, 404, "{body}");
+    assert!(
+        body.contains("Could not find the file /nonexistent in container cpc"),
+        "{body}"
+    );
+    let (st, body) = raw(&w, "PUT", "/containers/cpc/archive?path=/d/a.txt", b"");
+    assert_eq!(st, 400, "{body}");
+    assert!(
+        body.contains("extraction point is not a directory"),
+        "{body}"
+    );
+    let (st, body) = raw(
+        &w,
+        "PUT",
+        "/containers/cpc/archive?path=/d",
+        b"not a tar at all",
+    );
+    assert_eq!(st, 400, "{body}");
+    let (st, _) = raw(&w, "GET", "/containers/nosuch/changes", b"");
+    assert_eq!(st, 404);
 
     // Attacks: symlinks to host paths and `..` resolve inside the container.
     let out = w.try_docker(&["cp", "cpc:/x/esc/secret", &hp("stolen")], None);
