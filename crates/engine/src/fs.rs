@@ -8,8 +8,10 @@
 //! chrootarchive does it): the overlay, then its volumes and binds bind-mounted in place. All
 //! of that disappears with the thread; nothing is mounted or left behind on the host.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bollard_stubs::models::MountPointTypeEnum;
 use nix::mount::MsFlags;
@@ -37,6 +39,31 @@ pub struct ContainerFs {
     pub(crate) name: String,
     /// The container's record when it was opened.
     pub(crate) rec: Record,
+}
+
+/// Per-container locks serialising the overlay mounts of a stopped container: the private
+/// mount of [`Engine::with_fs`] (held for the whole operation) and the mount of a start. Two
+/// overlays on one upper directory at once would not see each other's changes (Docker holds
+/// the container lock during a copy the same way).
+fn fs_locks() -> &'static Mutex<HashMap<String, Weak<Mutex<()>>>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Weak<Mutex<()>>>>> = OnceLock::new();
+    LOCKS.get_or_init(Default::default)
+}
+
+/// The mount lock of a container (see [`fs_locks`]); lock it with [`hold`].
+pub(crate) fn mount_lock(id: &str) -> Arc<Mutex<()>> {
+    let mut map = fs_locks().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(l) = map.get(id).and_then(Weak::upgrade) {
+        return l;
+    }
+    map.retain(|_, w| w.strong_count() > 0);
+    let l = Arc::new(Mutex::new(()));
+    map.insert(id.to_owned(), Arc::downgrade(&l));
+    l
+}
+
+pub(crate) fn hold(l: &Mutex<()>) -> MutexGuard<'_, ()> {
+    l.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn errno(what: impl Into<String>) -> impl FnOnce(Errno) -> Error {
@@ -132,8 +159,12 @@ impl Engine {
             return f(&ContainerFs { root, name, rec });
         }
         let store = &self.config().store;
+        let lock = mount_lock(&rec.id);
         std::thread::scope(|s| {
             s.spawn(move || -> Result<T> {
+                // No start mounts the overlay meanwhile: one mounted already (the container
+                // running, or started since the record was read) is shared, not doubled.
+                let _held = hold(&lock);
                 private_mount_ns()?;
                 let merged = store
                     .mount_rootfs(&rec.id)
@@ -282,4 +313,30 @@ fn ensure_target(cfs: &ContainerFs, dest: &str, dir: bool) -> Result<OwnedFd> {
             .map_err(errno(format!("cannot open {prefix}")))?;
     }
     Ok(parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mount_lock_per_container_while_in_use() {
+        let a = mount_lock("fs-test-a");
+        let a2 = mount_lock("fs-test-a");
+        let b = mount_lock("fs-test-b");
+        assert!(Arc::ptr_eq(&a, &a2));
+        assert!(!Arc::ptr_eq(&a, &b));
+        let held = hold(&a);
+        assert!(
+            a2.try_lock().is_err(),
+            "the same container's lock is shared"
+        );
+        assert!(b.try_lock().is_ok());
+        drop(held);
+        drop((a, a2));
+        // Unused locks are dropped from the table when the next one is made.
+        let _c = mount_lock("fs-test-c");
+        let map = fs_locks().lock().unwrap();
+        assert!(!map.contains_key("fs-test-a"));
+    }
 }
