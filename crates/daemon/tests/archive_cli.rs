@@ -358,6 +358,16 @@ fn docker_cp_both_ways_running_and_stopped_and_attacks_stay_inside() {
         !mounts.contains(sid.trim()),
         "the stopped container's rootfs stayed mounted"
     );
+    // The engine's /etc files of a stopped container are its own, as when it runs.
+    let out = w.try_docker(&["cp", "cps:/etc/hostname", "-"], None);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        names_in(&out.stdout),
+        vec![(
+            "hostname".to_owned(),
+            format!("{}\n", &sid.trim()[..12]).into_bytes()
+        )]
+    );
     w.docker(&["start", "cps"]);
     assert_eq!(w.docker(&["exec", "cps", "cat", "/tmp/in.txt"]), "host\n");
     // An exited container too.

@@ -210,16 +210,28 @@ fn private_mount_ns() -> Result<()> {
     .map_err(nix_err("cannot make the private mount namespace private"))
 }
 
-/// Bind-mounts a stopped container's volumes and binds at their destinations (created like
-/// the runtime would at start if missing), read-only ones read-only.
+/// Bind-mounts a stopped container's /etc files (hosts, hostname, resolv.conf), volumes and
+/// binds at their destinations (created like the runtime would at start if missing),
+/// read-only ones read-only.
 fn mount_volumes(cfs: &ContainerFs) -> Result<()> {
-    for m in &cfs.rec.mounts {
+    let rec = &cfs.rec;
+    // The engine's own files first, then the container's mounts, as at start.
+    let etc_rw = rec.host_config.readonly_rootfs != Some(true);
+    let mut binds: Vec<(&str, &str, bool)> = vec![
+        (rec.resolv_conf_path.as_str(), "/etc/resolv.conf", etc_rw),
+        (rec.hostname_path.as_str(), "/etc/hostname", etc_rw),
+        (rec.hosts_path.as_str(), "/etc/hosts", etc_rw),
+    ];
+    binds.retain(|(src, _, _)| !src.is_empty());
+    for m in &rec.mounts {
         if m.typ == Some(MountPointTypeEnum::TMPFS) {
             continue;
         }
-        let (Some(src), Some(dest)) = (m.source.as_deref(), m.destination.as_deref()) else {
-            continue;
-        };
+        if let (Some(src), Some(dest)) = (m.source.as_deref(), m.destination.as_deref()) {
+            binds.push((src, dest, m.rw.unwrap_or(true)));
+        }
+    }
+    for (src, dest, rw) in binds {
         let src = Path::new(src);
         let Ok(meta) = std::fs::metadata(src) else {
             tracing::debug!(container = %cfs.rec.id, source = %src.display(), "skipping a missing mount source");
@@ -242,7 +254,7 @@ fn mount_volumes(cfs: &ContainerFs) -> Result<()> {
             src.display(),
             cfs.rec.id
         )))?;
-        if !m.rw.unwrap_or(true) {
+        if !rw {
             // The fd still names the directory under the new mount: open the mount itself.
             let top = cfs
                 .open(dest, OFlags::PATH)
