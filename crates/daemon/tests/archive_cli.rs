@@ -483,6 +483,7 @@ fn docker_diff_and_export_show_what_the_container_changed() {
             "A /newdir/sub",
             "A /newdir/sub/f",
             "D /root",
+            "A /vdata",
         ],
         "{diff}"
     );
@@ -547,6 +548,13 @@ fn docker_diff_and_export_show_what_the_container_changed() {
         w.docker(&["diff", "live"]).lines().collect::<Vec<_>>(),
         vec!["A /live.txt", "A /ready"]
     );
+
+    // With --init the engine mounts /sbin/docker-init: /sbin, made only to hold it in an
+    // image without /sbin, is no change of the container's.
+    if Path::new("/usr/bin/tini-static").exists() {
+        w.docker(&["run", "--init", "--name", "withinit", IMAGE, "true"]);
+        assert_eq!(w.docker(&["diff", "withinit"]), "");
+    }
 
     let out = w.try_docker(&["export", "nosuch"], None);
     assert_fails(&out, "No such container: nosuch");

@@ -779,7 +779,14 @@ impl DiffWalk<'_> {
                     rustix::fs::fgetxattr(&sub, "trusted.overlay.opaque", &mut [0u8; 4]),
                     Ok(1)
                 );
+                // A directory made only to hold an engine mount point (/etc for /etc/hosts
+                // in an image without /etc) is not the container's change either.
+                let holder = !below && {
+                    let prefix = format!("{p}/");
+                    self.ignore.iter().any(|i| i.starts_with(&prefix))
+                };
                 let kind = match lower {
+                    None if holder => None,
                     None => Some(CHANGE_ADDED),
                     Some(l) if below || opaque || meta_differs(&l, &st) => Some(CHANGE_MODIFIED),
                     Some(_) => None,
@@ -864,7 +871,8 @@ fn open_dir(p: &std::path::Path) -> Result<OwnedFd> {
 impl Engine {
     /// `docker diff`: the container's changes to its image, from its overlay upper dir
     /// (whiteouts are deletions), sorted by path. The engine's own mount points (/etc/hosts,
-    /// /dev, /proc...) and the container's volume mount points are left out, as Docker does.
+    /// /dev, /proc...) are left out, as Docker keeps them in an init layer; volume mount
+    /// points the container got are changes, as with Docker.
     pub fn changes(&self, name_or_id: &str) -> Result<Vec<Change>> {
         let rec = self.record(name_or_id)?;
         let store = &self.config().store;
@@ -889,13 +897,7 @@ impl Engine {
                 .map_err(errno(format!("cannot open {}", s.path.display())))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut ignore: Vec<String> = ENGINE_PATHS.iter().map(|s| (*s).to_owned()).collect();
-        ignore.extend(
-            rec.mounts
-                .iter()
-                .filter_map(|m| m.destination.as_deref())
-                .map(|d| format!("/{}", clean_path(d).comps.join("/"))),
-        );
+        let ignore: Vec<String> = ENGINE_PATHS.iter().map(|s| (*s).to_owned()).collect();
         let mut walk = DiffWalk {
             lower: Lower { layers },
             ignore: &ignore,
@@ -909,8 +911,8 @@ impl Engine {
     }
 
     /// `docker commit`: the container's changes (its upper dir) as a layer tar with OCI
-    /// whiteouts, written to `out`. The engine's mount points and the container's volume
-    /// mount points are left out, as with `docker diff`.
+    /// whiteouts, written to `out`. The engine's mount points are left out, as with
+    /// `docker diff`.
     pub fn commit_layer(&self, name_or_id: &str, out: impl Write) -> Result<()> {
         let rec = self.record(name_or_id)?;
         let h = self
@@ -928,10 +930,6 @@ impl Engine {
         w.skip = ENGINE_PATHS
             .iter()
             .map(|p| p.trim_start_matches('/').as_bytes().to_vec())
-            .chain(rec.mounts.iter().filter_map(|m| {
-                let d = clean_path(m.destination.as_deref()?);
-                Some(d.comps.join("/").into_bytes())
-            }))
             .collect();
         let top = open_dir(&upper)?;
         w.add(top.as_fd(), None, b"")?;
