@@ -88,37 +88,17 @@ pub(crate) async fn list(state: &Arc<State>, q: &Query) -> Result<Response<Body>
     if let Some(n) = int_param(q, "limit")?.filter(|n| *n > 0) {
         out.truncate(usize::try_from(n).unwrap_or(usize::MAX));
     }
-    ok_json(&out)
-}
-
-/// `POST /containers/prune`: removes every container that is not running.
-pub(crate) async fn prune(state: &Arc<State>, q: &Query) -> Result<Response<Body>, ApiError> {
-    let filters = q.filters()?;
-    filters.check(&["label"])?;
-    let removed = eng(state, move |e| {
-        let mut removed = Vec::new();
-        for c in e.list(true, &skiff_engine::Filters::new())? {
-            let Some(id) = c.id else { continue };
-            let Ok(rec) = e.record(&id) else { continue };
-            if rec.state.status.is_running() || rec.state.status == Status::Restarting {
-                continue;
+    if q.bool("size") {
+        let e = state.engine.clone();
+        out = blocking(move || {
+            for c in &mut out {
+                crate::system::add_size(&e, c);
             }
-            let labels = rec.config.labels.clone().unwrap_or_default();
-            if !filters.labels_match(|k| labels.get(k).map(String::as_str)) {
-                continue;
-            }
-            if e.remove(&id, false, false).is_ok() {
-                removed.push(id);
-            }
-        }
-        Ok(removed)
-    })
-    .await?;
-    for id in &removed {
-        state.execs.forget_container(id);
-        state.events.publish("container", "destroy", id, &[]);
+            Ok(out)
+        })
+        .await?;
     }
-    ok_json(&json!({ "ContainersDeleted": removed, "SpaceReclaimed": 0 }))
+    ok_json(&out)
 }
 
 /// A tty container's requested initial size (rows, columns).
@@ -189,6 +169,13 @@ where
             }
             if lc["Config"].is_null() {
                 lc["Config"] = json!({});
+            }
+            if q.bool("size") {
+                let (e, id) = (state.engine.clone(), r.id.clone().unwrap_or_default());
+                if let Ok((rw, rootfs)) = blocking(move || Ok(e.size(&id)?)).await {
+                    v["SizeRw"] = json!(rw);
+                    v["SizeRootFs"] = json!(rootfs);
+                }
             }
             let execs = state.execs.of_container(r.id.as_deref().unwrap_or(""));
             v["ExecIDs"] = if execs.is_empty() {
@@ -330,6 +317,9 @@ where
         ("GET", "stats") => stats(state, &name, q).await,
         ("POST", "exec") => exec_create(state, &name, req.into_body()).await,
         ("POST", "update") => update(state, &name, req.into_body()).await,
+        (_, "archive" | "export" | "changes") => {
+            crate::archive::route(state, req, method, &name, op, q).await
+        }
         _ => Err(ApiError::not_found("page not found")),
     }
 }
@@ -833,7 +823,7 @@ impl Execs {
     }
 
     /// Drops the execs of a removed container (Docker forgets them too).
-    fn forget_container(&self, container: &str) {
+    pub(crate) fn forget_container(&self, container: &str) {
         self.lock().retain(|_, e| e.container != container);
     }
 

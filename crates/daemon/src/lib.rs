@@ -26,6 +26,11 @@
 //!   through a channel into a chunked body (Docker's JSON message lines); `save` writes
 //!   a tar into the body through [`http::ChannelWriter`]; `load` and `import` read the
 //!   request body through [`http::BodyReader`]. A client that goes away cancels a pull.
+//! - `archive` serves `docker cp`, `export`, `diff` and `commit` over `skiff_engine::fs`
+//!   and `skiff_engine::archive`: every client path is resolved inside the container with
+//!   `openat2(RESOLVE_IN_ROOT)`; a stopped container is mounted on a thread of its own that
+//!   first moves into a private mount namespace (`unshare` on that thread only; it ends with
+//!   the request, and its mounts with it).
 //!
 //! # Forking
 //!
@@ -39,6 +44,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+mod archive;
 mod changes;
 pub mod config;
 mod containers;

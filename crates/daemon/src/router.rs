@@ -9,7 +9,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::error::ApiError;
 use crate::http::{self, Body, Query};
 use crate::{
-    containers, images, system, volumes_api, State, API_VERSION, MIN_API_VERSION, VERSION,
+    archive, containers, images, system, volumes_api, State, API_VERSION, MIN_API_VERSION, VERSION,
 };
 
 /// A parsed API version (`1.41` -> (1, 41)).
@@ -162,7 +162,9 @@ where
         ("POST", "/containers/create") => {
             return containers::create(&state, &q, req.into_body()).await
         }
-        ("POST", "/containers/prune") => return containers::prune(&state, &q).await,
+        ("POST", "/containers/prune") => return system::prune_containers(&state, &q).await,
+        ("POST", "/build/prune") => return system::build_prune(),
+        ("POST", "/commit") => return archive::commit(&state, &q, req.into_body()).await,
         ("GET", "/volumes") => return volumes_api::list(&state, &q).await,
         ("POST", "/volumes/create") => {
             return volumes_api::create(&state, req.into_body()).await
@@ -204,6 +206,11 @@ where
             "DELETE" => volumes_api::remove(&state, name, &q).await,
             _ => Err(not_found()),
         };
+    }
+    // Without user networks there is nothing to prune (`docker system prune` asks); the
+    // networks API, where it exists, answers this route first.
+    if m == "POST" && path == "/networks/prune" {
+        return ok_json(&serde_json::json!({ "NetworksDeleted": [] }));
     }
     Err(not_found())
 }

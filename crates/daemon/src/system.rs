@@ -88,6 +88,58 @@ fn mem_total() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+fn os_release_field(key: &str) -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_default()
+}
+
+/// The file system type of the mount holding `path` (Docker's "Backing Filesystem" names
+/// ext2/3/4 `extfs`).
+fn backing_fs(path: &std::path::Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut best: Option<(usize, String)> = None;
+    for l in mounts.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (Some(mp), Some(ty)) = (f.get(1), f.get(2)) else {
+            continue;
+        };
+        let mp = mp.replace("\\040", " ");
+        if path.starts_with(&mp) && best.as_ref().is_none_or(|(n, _)| mp.len() >= *n) {
+            best = Some((mp.len(), (*ty).to_owned()));
+        }
+    }
+    match best.map(|(_, t)| t).as_deref() {
+        Some("ext2" | "ext3" | "ext4") => "extfs".into(),
+        Some(t) => t.into(),
+        None => "unknown".into(),
+    }
+}
+
+/// Swap limits need `memory.memsw.*` on cgroup v1 (`swapaccount=1`); v2 has `memory.swap.max`
+/// in child groups whenever swap is compiled in.
+fn swap_limit() -> bool {
+    if cgroup_version() == "2" {
+        return true;
+    }
+    std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+}
+
+/// This process's open fds and threads (Docker's NFd and NGoroutines).
+fn fds_and_threads() -> (usize, usize) {
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (fds, threads)
+}
+
 fn cgroup_version() -> &'static str {
     if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "2"
@@ -113,6 +165,26 @@ pub(crate) async fn info(state: &Arc<State>) -> Result<Response<Body>, ApiError>
         skiff_store::Driver::Vfs => "vfs",
     };
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let driver_status = match state.store.driver() {
+        skiff_store::Driver::Overlay => json!([
+            ["Backing Filesystem", backing_fs(&state.config.data_root)],
+            ["Supports d_type", "true"],
+            ["Using metacopy", "false"],
+            ["Native Overlay Diff", "true"],
+            ["userxattr", "false"],
+        ]),
+        skiff_store::Driver::Vfs => json!([]),
+    };
+    let swap = swap_limit();
+    let mut warnings = Vec::new();
+    if !swap {
+        warnings.push("WARNING: No swap limit support".to_owned());
+    }
+    let mut security = vec!["name=seccomp,profile=default".to_owned()];
+    if cgroup_version() == "2" {
+        security.push("name=cgroupns".into());
+    }
+    let (nfd, nthreads) = fds_and_threads();
     let cfg = &state.config;
     let mut insecure = vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()];
     insecure.extend(cfg.insecure_registries.iter().cloned());
@@ -122,12 +194,12 @@ pub(crate) async fn info(state: &Arc<State>) -> Result<Response<Body>, ApiError>
         "ContainersStopped": states.len() - running - paused,
         "Images": images,
         "Driver": driver,
-        "DriverStatus": [["Data root", cfg.data_root.display().to_string()]],
+        "DriverStatus": driver_status,
         "Plugins": {"Volume": ["local"], "Network": [], "Authorization": null, "Log": []},
-        "MemoryLimit": true, "SwapLimit": true, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+        "MemoryLimit": true, "SwapLimit": swap, "CpuCfsPeriod": true, "CpuCfsQuota": true,
         "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
         "Debug": cfg.log_level == "debug" || cfg.log_level == "trace",
-        "NFd": 0, "NGoroutines": 0, "OomKillDisable": false,
+        "NFd": nfd, "NGoroutines": nthreads, "OomKillDisable": false,
         "SystemTime": crate::time::rfc3339(u64::try_from(crate::time::now().0).unwrap_or(0)),
         "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs",
@@ -135,7 +207,7 @@ pub(crate) async fn info(state: &Arc<State>) -> Result<Response<Body>, ApiError>
         "NEventsListener": 0,
         "KernelVersion": kernel(),
         "OperatingSystem": os_pretty_name(),
-        "OSVersion": "",
+        "OSVersion": os_release_field("VERSION_ID"),
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
@@ -160,19 +232,61 @@ pub(crate) async fn info(state: &Arc<State>) -> Result<Response<Body>, ApiError>
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
         "LiveRestoreEnabled": false,
         "Isolation": "",
-        "InitBinary": "",
-        "SecurityOptions": [],
-        "Warnings": [],
+        "InitBinary": "docker-init",
+        "ContainerdCommit": {"ID": "", "Expected": ""},
+        "RuncCommit": {"ID": format!("skiff-runtime {VERSION}"), "Expected": format!("skiff-runtime {VERSION}")},
+        "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": security,
+        "Warnings": warnings,
     });
     ok_json(&v)
 }
 
-/// `GET /system/df`: images and volumes (containers come with the engine).
+/// Every container with its `SizeRw` and `SizeRootFs`.
+pub(crate) fn containers_with_sizes(
+    engine: &skiff_engine::Engine,
+) -> Result<Vec<bollard_stubs::models::ContainerSummary>, ApiError> {
+    let mut all = engine.list(true, &skiff_engine::Filters::new())?;
+    for c in &mut all {
+        add_size(engine, c);
+    }
+    Ok(all)
+}
+
+/// Fills `SizeRw` and `SizeRootFs` of a container summary (left out if unknown).
+pub(crate) fn add_size(
+    engine: &skiff_engine::Engine,
+    c: &mut bollard_stubs::models::ContainerSummary,
+) {
+    let Some(id) = c.id.as_deref() else { return };
+    match engine.size(id) {
+        Ok((rw, rootfs)) => {
+            c.size_rw = Some(rw);
+            c.size_root_fs = Some(rootfs);
+        }
+        Err(e) => tracing::debug!(container = id, "size: {e}"),
+    }
+}
+
+/// `GET /system/df`: layers, images (with how many containers use each), containers with
+/// their sizes, volumes with their usage.
 pub(crate) async fn df(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     let store = state.store.clone();
     let volumes = state.volumes.clone();
+    let engine = state.engine.clone();
     let v = blocking(move || {
-        let images = crate::images::summaries(&store);
+        let containers = containers_with_sizes(&engine)?;
+        let users = crate::containers::volume_users(&engine);
+        let mut per_image: std::collections::HashMap<String, i64> = Default::default();
+        for c in &containers {
+            *per_image
+                .entry(c.image_id.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+        let mut images = crate::images::summaries(&store);
+        for (s, _) in &mut images {
+            s.containers = per_image.get(&s.id).copied().unwrap_or(0);
+        }
         let mut seen = std::collections::HashSet::new();
         let mut layers_size = 0u64;
         for (_, img) in &images {
@@ -187,7 +301,7 @@ pub(crate) async fn df(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             .into_iter()
             .map(|v| {
                 let size = crate::volumes::dir_size(&v.mountpoint);
-                let refs = volumes.ref_count(&v.name);
+                let refs = users.get(&v.name).map_or(0, Vec::len);
                 let mut j = crate::volumes_api::volume_json(&v);
                 j["UsageData"] = json!({"Size": size, "RefCount": refs});
                 j
@@ -196,13 +310,134 @@ pub(crate) async fn df(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
         Ok(json!({
             "LayersSize": layers_size,
             "Images": images.into_iter().map(|(s, _)| s).collect::<Vec<_>>(),
-            "Containers": [],
+            "Containers": containers,
             "Volumes": vols,
             "BuildCache": [],
         }))
     })
     .await?;
     ok_json(&v)
+}
+
+/// Docker's `until` filter: a unix time, RFC 3339, or a Go duration back from now (`24h`,
+/// `1h30m`); in seconds since the epoch.
+pub(crate) fn parse_until(s: &str) -> Option<i64> {
+    if let Some(ns) = parse_timestamp(s) {
+        return Some(ns.div_euclid(1_000_000_000));
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        num.clear();
+        num.push_str(&rest[..digits]);
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let n: f64 = num.parse().ok()?;
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    if num.is_empty() {
+        return None;
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let back = total as i64;
+    Some(crate::time::now().0 - back)
+}
+
+/// Whether `labels` pass the `label` (all must match) and `label!` (none may match) filters.
+pub(crate) fn labels_pass(
+    filters: &crate::http::Filters,
+    labels: &std::collections::HashMap<String, String>,
+) -> bool {
+    let has = |f: &String| match f.split_once('=') {
+        Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
+        None => labels.contains_key(f.as_str()),
+    };
+    filters.get("label").iter().all(has) && !filters.get("label!").iter().any(has)
+}
+
+/// `POST /containers/prune?filters=`: removes every container that is not running and
+/// matches the `label`, `label!` and `until` filters; reports their size as reclaimed.
+pub(crate) async fn prune_containers(
+    state: &Arc<State>,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let filters = q.filters()?;
+    filters.check(&["label", "label!", "until"])?;
+    let until = match filters.get("until") {
+        [] => None,
+        [u] => Some(
+            parse_until(u)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid until filter {u:?}")))?,
+        ),
+        _ => return Err(ApiError::bad_request("more than one until filter")),
+    };
+    let engine = state.engine.clone();
+    let (removed, reclaimed) = blocking(move || {
+        let mut removed = Vec::new();
+        let mut reclaimed = 0i64;
+        for c in engine.list(true, &skiff_engine::Filters::new())? {
+            let Some(id) = c.id else { continue };
+            let Ok(rec) = engine.record(&id) else {
+                continue;
+            };
+            if rec.state.status.is_running() || rec.state.status == skiff_engine::Status::Restarting
+            {
+                continue;
+            }
+            let labels = rec.config.labels.clone().unwrap_or_default();
+            if !labels_pass(&filters, &labels) {
+                continue;
+            }
+            let created = crate::time::parse_rfc3339(&rec.created).unwrap_or(0);
+            if until.is_some_and(|u| created >= u) {
+                continue;
+            }
+            let size = engine.size(&id).map_or(0, |(rw, _)| rw);
+            match engine.remove(&id, false, false) {
+                Ok(()) => {
+                    reclaimed += size;
+                    removed.push(id);
+                }
+                Err(e) => tracing::warn!(container = %id, "prune: {e}"),
+            }
+        }
+        Ok((removed, reclaimed))
+    })
+    .await?;
+    for id in &removed {
+        state.execs.forget_container(id);
+        state.events.publish("container", "destroy", id, &[]);
+    }
+    if !removed.is_empty() {
+        state.events.publish(
+            "container",
+            "prune",
+            "",
+            &[("reclaimed", &reclaimed.to_string())],
+        );
+    }
+    ok_json(&json!({ "ContainersDeleted": removed, "SpaceReclaimed": reclaimed }))
+}
+
+/// `POST /build/prune`: skiffd keeps no build cache (the legacy builder's steps are images).
+pub(crate) fn build_prune() -> Result<Response<Body>, ApiError> {
+    ok_json(&json!({ "CachesDeleted": [], "SpaceReclaimed": 0 }))
 }
 
 /// `GET /events?since=&until=&filters=`: past events since `since`, then live ones until

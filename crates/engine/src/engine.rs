@@ -402,11 +402,15 @@ impl Shared {
     /// Prepares the bundle and starts a monitor for a container (its record locked).
     fn spawn(&self, st: &mut CtrState, wait_start: bool) -> Result<Handle> {
         let id = st.rec.id.clone();
-        let rootfs = self
-            .cfg
-            .store
-            .mount_rootfs(&id)
-            .map_err(store_err(format!("cannot mount the rootfs of {id}")))?;
+        let rootfs = {
+            // Waits for a copy into the stopped container (its own mount) to finish.
+            let lock = crate::fs::mount_lock(&id);
+            let _held = crate::fs::hold(&lock);
+            self.cfg
+                .store
+                .mount_rootfs(&id)
+                .map_err(store_err(format!("cannot mount the rootfs of {id}")))?
+        };
         let env = spec::SpecEnv {
             rootfs: &rootfs,
             init_bin: self.cfg.init_bin.as_deref(),

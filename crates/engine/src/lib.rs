@@ -23,12 +23,19 @@
 //! own, configured by the daemon's [`NetworkHook`] (skiff-network) between the container's
 //! creation and its start. Without a hook nothing is configured in it, not even `lo`.
 //!
+//! File systems: [`fs`] opens a container's file system as the container sees it, running
+//! or not (`/proc/<pid>/root`, or a private mount namespace with its volumes), every path
+//! resolved with `openat2(RESOLVE_IN_ROOT)`; [`archive`] builds `docker cp`, `export`,
+//! `diff` (from the overlay upper dir), commit layers and container sizes on it.
+//!
 //! Errors: one enum, [`Error`], with [`Error::kind`] for the API's status codes.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 mod engine;
 mod error;
 mod exec;
+pub mod fs;
 mod health;
 mod logs;
 mod model;

@@ -630,7 +630,7 @@ fn check_tag(t: &Reference) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::StoreOptions;
     use std::io::Write;
@@ -686,6 +686,7 @@ mod tests {
             unpack: skiff_unpack::Options {
                 preserve_ownership: false,
                 preserve_xattrs: false,
+                ..Default::default()
             },
         }
     }

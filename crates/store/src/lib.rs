@@ -98,6 +98,7 @@
 
 mod archive;
 mod blob;
+mod commit;
 mod error;
 mod fsutil;
 mod gc;
@@ -114,6 +115,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use blob::{BlobWriter, Progress, Tee};
+pub use commit::CommitOptions;
 pub use error::{Error, ErrorKind, Result};
 pub use gc::{GcReport, PruneReport};
 pub use image::{HistoryEntry, Image, ImageDetails, Layer, Removed};

@@ -197,6 +197,18 @@ impl Store {
         Ok(self.handle(r))
     }
 
+    /// The image layers under a container's root filesystem, top first (the overlay's lower
+    /// directories): what its upper directory is compared with for `docker diff`.
+    pub fn rootfs_layers(&self, container_id: &str) -> Result<Vec<crate::Snapshot>> {
+        let chain_ids = self
+            .meta()
+            .containers
+            .get(container_id)
+            .map(|r| r.chain_ids.clone())
+            .ok_or_else(|| Error::RootfsNotFound(container_id.to_owned()))?;
+        chain_ids.iter().rev().map(|c| self.snapshot(c)).collect()
+    }
+
     /// All container root filesystems.
     pub fn rootfs_list(&self) -> Vec<RootfsHandle> {
         let meta = self.meta();

@@ -16,6 +16,7 @@ fn opts() -> StoreOptions {
             // Works without root too.
             preserve_ownership: false,
             preserve_xattrs: false,
+            ..Default::default()
         },
     }
 }

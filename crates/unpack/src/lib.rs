@@ -50,6 +50,16 @@ pub struct Options {
     pub preserve_ownership: bool,
     /// Apply the `SCHILY.xattr.*` PAX records of each entry. Default: true.
     pub preserve_xattrs: bool,
+    /// Convert `.wh.` entries to overlayfs whiteouts (an image layer). Off, they are plain
+    /// files like any other (`docker cp` into a container). Default: true.
+    pub whiteouts: bool,
+    /// Refuse to replace an existing directory with a non-directory or the reverse (Docker's
+    /// `noOverwriteDirNonDir`). Default: false (the entry replaces what was there).
+    pub no_overwrite_dir_non_dir: bool,
+    /// Owner given to every entry instead of the entry's own (with `preserve_ownership`).
+    pub owner: Option<(u32, u32)>,
+    /// Hash the stream for [`Stats::diff_id`] (left empty without). Default: true.
+    pub diff_id: bool,
 }
 
 impl Default for Options {
@@ -57,6 +67,10 @@ impl Default for Options {
         Self {
             preserve_ownership: true,
             preserve_xattrs: true,
+            whiteouts: true,
+            no_overwrite_dir_non_dir: false,
+            owner: None,
+            diff_id: true,
         }
     }
 }
@@ -99,6 +113,12 @@ pub enum Error {
     HardlinkTargetMissing { path: String, target: String },
     #[error("entry {path}: {what}")]
     Invalid { path: String, what: String },
+    #[error("cannot overwrite {existing} {path:?} with {new}")]
+    Overwrite {
+        path: String,
+        existing: &'static str,
+        new: &'static str,
+    },
     #[error("entry {path}: entry type {kind:?} is not supported")]
     Unsupported { path: String, kind: EntryType },
     #[error("entry {path}: {op} failed")]
@@ -121,14 +141,16 @@ fn fs_err<'a>(path: &'a str, op: &'static str) -> impl FnOnce(Errno) -> Error + 
 /// Reads through and hashes the uncompressed stream (the diffID) and counts its bytes.
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     bytes: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -216,6 +238,18 @@ pub fn unpack(
         path: dest.to_owned(),
         source: e.into(),
     })?;
+    unpack_at(reader, compression, root, opts)
+}
+
+/// [`unpack`] into the directory `root` is an fd of (for a destination the caller resolved
+/// safely itself, such as a path inside a container opened with `RESOLVE_IN_ROOT`). Nothing
+/// outside that directory is touched.
+pub fn unpack_at(
+    reader: impl Read + Send,
+    compression: Compression,
+    root: OwnedFd,
+    opts: &Options,
+) -> Result<Stats, Error> {
     // Two stages on two threads: reading (the network, a tee into the content store),
     // decompressing and hashing on one; parsing the tar and making the files on the other.
     // A few chunks in flight bound the memory.
@@ -223,7 +257,8 @@ pub fn unpack(
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPELINE_CHUNKS);
         // Used chunks go back to the producer instead of being freed and zeroed again.
         let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_CHUNKS + 2);
-        let producer = s.spawn(move || produce(reader, compression, &tx, &back_rx));
+        let hash = opts.diff_id;
+        let producer = s.spawn(move || produce(reader, compression, hash, &tx, &back_rx));
         let archive = tar::Archive::new(ChannelReader {
             rx,
             back: back_tx,
@@ -274,6 +309,7 @@ const PIPELINE_CHUNK: usize = 256 * 1024;
 fn produce(
     reader: impl Read,
     compression: Compression,
+    hash: bool,
     tx: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
     back: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<(u64, String), Error> {
@@ -289,7 +325,7 @@ fn produce(
     };
     let mut hashing = HashingReader {
         inner,
-        hasher: Sha256::new(),
+        hasher: hash.then(Sha256::new),
         bytes: 0,
     };
     loop {
@@ -310,10 +346,11 @@ fn produce(
             return Ok((hashing.bytes, String::new()));
         }
     }
-    Ok((
-        hashing.bytes,
-        format!("sha256:{:x}", hashing.hasher.finalize()),
-    ))
+    let digest = hashing
+        .hasher
+        .map(|h| format!("sha256:{:x}", h.finalize()))
+        .unwrap_or_default();
+    Ok((hashing.bytes, digest))
 }
 
 /// The tar stage's end of the pipeline.
@@ -465,10 +502,13 @@ impl Unpacker<'_> {
             return Ok(());
         };
 
-        if name.starts_with(WHITEOUT_PREFIX) {
+        if self.opts.whiteouts && name.starts_with(WHITEOUT_PREFIX) {
             return self.whiteout(parent_comps, name, &display);
         }
-        let meta = self.meta(entry, &display)?;
+        let mut meta = self.meta(entry, &display)?;
+        if let Some((uid, gid)) = self.opts.owner {
+            (meta.uid, meta.gid) = (uid, gid);
+        }
         let parent = self.open_dir(parent_comps, OFlags::PATH, true, &display)?;
         let name = os(name);
 
@@ -478,7 +518,7 @@ impl Unpacker<'_> {
                 self.dir_times.push((comps.clone(), meta.mtime));
             }
             EntryType::Regular | EntryType::Continuous => {
-                remove_existing(&parent, name, &display)?;
+                self.replace(&parent, name, &display)?;
                 let fd = rustix::fs::openat(
                     &parent,
                     name,
@@ -505,7 +545,7 @@ impl Unpacker<'_> {
                     path: display.clone(),
                     what: "symlink without a target".into(),
                 })?;
-                remove_existing(&parent, name, &display)?;
+                self.replace(&parent, name, &display)?;
                 rustix::fs::symlinkat(os(&target), &parent, name)
                     .map_err(fs_err(&display, "creating the symlink"))?;
                 if !meta.xattrs.is_empty() {
@@ -545,7 +585,7 @@ impl Unpacker<'_> {
                         (ft, rustix::fs::makedev(major, minor))
                     }
                 };
-                remove_existing(&parent, name, &display)?;
+                self.replace(&parent, name, &display)?;
                 rustix::fs::mknodat(&parent, name, file_type, Mode::from_raw_mode(0o600), dev)
                     .map_err(fs_err(&display, "creating the device node"))?;
                 self.chown_at(&parent, name, &meta, &display)?;
@@ -639,10 +679,17 @@ impl Unpacker<'_> {
         let mut opaque = false;
         match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+            Ok(_) if self.opts.no_overwrite_dir_non_dir => {
+                return Err(Error::Overwrite {
+                    path: display.to_owned(),
+                    existing: "non-directory",
+                    new: "a directory",
+                })
+            }
             Ok(st) => {
                 // A whiteout of this layer, then a directory of the same name: the directory
                 // replaces the lower one, so it must not show the lower one's content.
-                opaque = is_whiteout(&st);
+                opaque = self.opts.whiteouts && is_whiteout(&st);
                 remove_existing(parent, name, display)?;
                 mkdir(parent, name, display)?;
             }
@@ -766,7 +813,7 @@ impl Unpacker<'_> {
             Err(Errno::NOENT) => return Err(missing()),
             Err(e) => return Err(fs_err(display, "inspecting the hard link target")(e)),
         }
-        remove_existing(parent, name, display)?;
+        self.replace(parent, name, display)?;
         // Without AT_SYMLINK_FOLLOW, a symlink target is linked itself, never followed.
         rustix::fs::linkat(&tparent, tname, parent, name, AtFlags::empty())
             .map_err(fs_err(display, "creating the hard link"))
@@ -823,6 +870,23 @@ impl Unpacker<'_> {
             rustix::fs::makedev(0, 0),
         )
         .map_err(fs_err(display, "creating the whiteout device"))
+    }
+
+    /// Removes what is in the way of a new non-directory entry (refused for a directory
+    /// with `no_overwrite_dir_non_dir`).
+    fn replace(&self, parent: &OwnedFd, name: &OsStr, display: &str) -> Result<(), Error> {
+        if self.opts.no_overwrite_dir_non_dir {
+            if let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    return Err(Error::Overwrite {
+                        path: display.to_owned(),
+                        existing: "directory",
+                        new: "a non-directory",
+                    });
+                }
+            }
+        }
+        remove_existing(parent, name, display)
     }
 
     fn finish_dir_times(&mut self) -> Result<(), Error> {

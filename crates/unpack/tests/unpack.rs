@@ -512,6 +512,7 @@ fn zstd_with_several_frames() {
     let opts = Options {
         preserve_ownership: false,
         preserve_xattrs: false,
+        ..Default::default()
     };
     let stats = unpack(&zst[..], Compression::Detect, tmp.path(), &opts).unwrap();
     assert_eq!(stats.diff_id, format!("sha256:{:x}", Sha256::digest(&tar)));
@@ -616,4 +617,51 @@ fn shared_multilayer_fixture_matches_expected_tree() {
             String::from_utf8_lossy(&cmp.stderr)
         );
     }
+}
+
+/// `docker cp` extraction: `.wh.` names stay plain files, the owner is forced, no hashing, and a
+/// directory is never replaced by a file (nor the reverse) with `no_overwrite_dir_non_dir`.
+#[test]
+fn copy_options_keep_whiteout_names_force_the_owner_and_refuse_dir_swaps() {
+    if !is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("d")).unwrap();
+    fs::write(tmp.path().join("f"), b"old").unwrap();
+    let opts = Options {
+        whiteouts: false,
+        no_overwrite_dir_non_dir: true,
+        owner: Some((1234, 4321)),
+        diff_id: false,
+        ..Default::default()
+    };
+    let mut l = Layer::new();
+    l.file(".wh.kept", 0o644, 0, 0, b"plain")
+        .file("new.txt", 0o640, 7, 7, b"new");
+    let tar = l.finish();
+    let stats = unpack(&tar[..], Compression::None, tmp.path(), &opts).unwrap();
+    assert_eq!(stats.diff_id, "", "hashed without diff_id");
+    assert_eq!(stats.bytes, tar.len() as u64);
+    assert_eq!(fs::read(tmp.path().join(".wh.kept")).unwrap(), b"plain");
+    let meta = fs::metadata(tmp.path().join("new.txt")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (1234, 4321, 0o640)
+    );
+
+    let mut l = Layer::new();
+    l.file("d", 0o644, 0, 0, b"file over a dir");
+    let err = unpack(&l.finish()[..], Compression::None, tmp.path(), &opts).unwrap_err();
+    assert!(matches!(err, Error::Overwrite { .. }), "{err}");
+    assert!(tmp.path().join("d").is_dir());
+
+    let mut l = Layer::new();
+    l.dir("f", 0o755, 0, 0);
+    let err = unpack(&l.finish()[..], Compression::None, tmp.path(), &opts).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot overwrite non-directory"),
+        "{err}"
+    );
+    assert_eq!(fs::read(tmp.path().join("f")).unwrap(), b"old");
 }
