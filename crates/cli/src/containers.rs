@@ -186,7 +186,7 @@ pub struct ExecArgs {
     #[arg(long = "detach-keys")]
     detach_keys: Option<String>,
     /// CONTAINER COMMAND [ARG...]
-    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "CONTAINER COMMAND [ARG...]")]
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true,  value_name = "CONTAINER COMMAND [ARG...]")]
     args: Vec<String>,
 }
 
@@ -387,8 +387,11 @@ async fn create_container(
         q.push(("platform", p.clone()));
     }
     let path = format!("/containers/create{}", query(&q));
+    let run_err = |e: anyhow::Error| status(125, format!("skiff: {e}\nSee 'skiff run --help'."));
     if o.pull == "always" {
-        pull_image(c, &req.image, req.platform.as_deref(), o.quiet).await?;
+        pull_image(c, &req.image, req.platform.as_deref(), o.quiet)
+            .await
+            .map_err(run_err)?;
     }
     let mut first = c.json(Method::POST, &path, Body::Json(body.clone())).await;
     if let Err(e) = &first {
@@ -401,7 +404,9 @@ async fn create_container(
                 req.image.clone()
             };
             eprintln!("Unable to find image '{shown}' locally");
-            pull_image(c, &req.image, req.platform.as_deref(), o.quiet).await?;
+            pull_image(c, &req.image, req.platform.as_deref(), o.quiet)
+                .await
+                .map_err(run_err)?;
             first = c.json(Method::POST, &path, Body::Json(body)).await;
         }
     }

@@ -212,7 +212,6 @@ pub struct CreateOpts {
     #[arg(
         required = true,
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         value_name = "IMAGE [COMMAND] [ARG...]"
     )]
     pub args: Vec<String>,
@@ -977,6 +976,7 @@ mod tests {
     #[test]
     fn flags_after_the_image_belong_to_the_command() {
         let b = req(&["img", "ls", "-l", "--rm"]);
+        assert!(T::try_parse_from(["run", "--no-such-flag", "img"]).is_err());
         assert_eq!(b["Cmd"], json!(["ls", "-l", "--rm"]));
         assert_eq!(b["HostConfig"]["AutoRemove"], false);
         let b = req(&["--rm", "--", "img", "-x"]);

@@ -954,11 +954,13 @@ async fn df(c: &Client, verbose: bool, format: Option<String>) -> anyhow::Result
         .iter()
         .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
         .count();
-    let reclaim_images: i64 = images
+    let used: i64 = images
         .iter()
-        .filter(|i| i["Containers"].as_i64().unwrap_or(0) <= 0)
+        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
         .map(|i| i["Size"].as_i64().unwrap_or(0) - i["SharedSize"].as_i64().unwrap_or(0).max(0))
         .sum();
+    // Docker: what the layers take minus what images in use need.
+    let reclaim_images = (layers - used).max(0);
     let csize: i64 = containers
         .iter()
         .map(|c| c["SizeRw"].as_i64().unwrap_or(0))

@@ -1,0 +1,498 @@
+//! The `skiff` CLI end to end against the real skiffd (the world harness): output, exit codes,
+//! streams, tables and `--format`, push/pull, cp; where the docker CLI prints the same thing,
+//! both must print it byte for byte.
+
+mod world;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use world::*;
+
+/// The newest modification time under `dir`.
+fn newest(dir: &Path) -> SystemTime {
+    let mut t = SystemTime::UNIX_EPOCH;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let m = if p.is_dir() {
+            newest(&p)
+        } else {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        };
+        t = t.max(m);
+    }
+    t
+}
+
+/// `skiff`, next to skiffd; built with cargo when missing or older than its sources.
+fn skiff_bin() -> PathBuf {
+    let (skiffd, _) = binaries();
+    let dir = skiffd.parent().unwrap().to_owned();
+    let bin = dir.join("skiff");
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let stale = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .map_or(true, |t| {
+            t < newest(&crates.join("cli")) || t < newest(&crates.join("progress"))
+        });
+    if stale {
+        let target = dir.parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "skiff-cli", "--manifest-path"])
+            .arg(crates.join("../Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("running cargo build -p skiff-cli");
+        assert!(st.success(), "cargo build -p skiff-cli failed");
+    }
+    assert!(bin.exists(), "{} is missing", bin.display());
+    bin
+}
+
+struct Skiff<'a> {
+    w: &'a World,
+    bin: PathBuf,
+}
+
+impl Skiff<'_> {
+    fn new(w: &World) -> Skiff<'_> {
+        Skiff {
+            w,
+            bin: skiff_bin(),
+        }
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.w.tmp.path().join("d.sock")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
+            .env("DOCKER_CONFIG", self.w.tmp.path().join("skiff-config"))
+            .env_remove("DOCKER_API_VERSION");
+        c
+    }
+
+    /// Runs skiff (failing the test if it hangs) and returns what it did.
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = self.cmd(args);
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("running skiff");
+        if let Some(input) = stdin {
+            let mut si = child.stdin.take().unwrap();
+            si.write_all(input).unwrap();
+        }
+        // Output is read while waiting (a full pipe must not stall skiff); a hung skiff
+        // fails the test instead of hanging it.
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+                panic!("skiff {args:?} hung\nskiffd log:\n{}", self.w.log());
+            }
+        }
+    }
+
+    /// Runs skiff; asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, None)
+    }
+
+    fn ok_in(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "skiff {args:?} failed ({}): {}\nskiffd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.w.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs skiff expecting exit status `code`; returns stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args, None);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "skiff {args:?}: stdout {:?} stderr {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Asserts that skiff and docker print the same for `args`. Outputs with relative times
+    /// ("3 seconds ago") can differ when a second passes between the two commands: up to
+    /// three rounds are compared, and one must match.
+    fn same_as_docker(&self, args: &[&str]) -> String {
+        let mut last = (String::new(), String::new());
+        for _ in 0..3 {
+            let ours = self.ok(args);
+            let theirs = self.w.docker(args);
+            if ours == theirs {
+                return ours;
+            }
+            last = (ours, theirs);
+        }
+        panic!(
+            "skiff and docker differ for {args:?}:\nskiff:\n{}\ndocker:\n{}",
+            last.0, last.1
+        );
+    }
+}
+
+#[test]
+fn skiff_run_output_exit_codes_and_streams() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let s = Skiff::new(&w);
+
+    assert_eq!(s.ok(&["run", "--rm", IMAGE, "echo", "hi"]), "hi\n");
+    // Flags after the image belong to the command.
+    assert_eq!(
+        s.ok(&["run", "--rm", IMAGE, "sh", "-c", "echo $0 $1", "-x", "--rm"]),
+        "-x --rm\n"
+    );
+    s.fails(&["run", "--rm", IMAGE, "sh", "-c", "exit 3"], 3);
+    let err = s.fails(&["run", "--rm", IMAGE, "nosuch-binary"], 127);
+    assert!(err.contains("executable file not found"), "{err}");
+    // Bad flags: 125, naming the flag, and nothing created.
+    let err = s.fails(&["run", "-p", "x:80", IMAGE, "true"], 125);
+    assert!(
+        err.contains("invalid argument \"x:80\" for \"publish\" flag"),
+        "{err}"
+    );
+    let err = s.fails(&["run", "--rm", "--restart", "always", IMAGE, "true"], 125);
+    assert!(err.contains("Conflicting options"), "{err}");
+    s.fails(&["run", "--no-such-flag", IMAGE], 125);
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+    // stderr stays stderr.
+    let out = s.run(
+        &["run", "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2"],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+
+    // -i with piped stdin: the data, then EOF.
+    assert_eq!(
+        s.ok_in(
+            &["run", "--rm", "-i", IMAGE, "wc", "-l"],
+            Some(b"a\nb\nc\n")
+        )
+        .trim(),
+        "3"
+    );
+
+    // -it under a pseudo-terminal: a tty inside, its size from ours, typed input.
+    let out = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "stty cols 81 rows 23; DOCKER_HOST=unix://{} {} run -it --rm {IMAGE} sh -c 'tty; stty size; read x; echo got:$x'",
+            s.sock().display(),
+            s.bin.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            let mut si = c.stdin.take().unwrap();
+            // Typed after the container has started (its tty echoes it back).
+            std::thread::sleep(Duration::from_millis(1500));
+            si.write_all(b"typed\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text:?}\n{}", w.log());
+    assert!(text.contains("23 81"), "{text:?}");
+    assert!(text.contains("got:typed"), "{text:?}");
+    assert!(out.status.success(), "{out:?}");
+
+    // run -d, logs, logs -f (ends when the container does), exec, stop, rm.
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "-e",
+        "GREETING=hello",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $GREETING; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.ok(&["logs", "bg"]) != "hello\n" {
+        assert!(Instant::now() < deadline, "no log line from bg");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        s.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.Name}} {{.Id}}",
+            "bg"
+        ]),
+        format!("true /bg {id}\n")
+    );
+    assert_eq!(
+        s.ok(&["exec", "bg", "sh", "-c", "echo in:$GREETING"]),
+        "in:hello\n"
+    );
+    s.fails(&["exec", "bg", "sh", "-c", "exit 4"], 4);
+    assert_eq!(
+        s.ok_in(&["exec", "-i", "bg", "cat"], Some(b"through exec\n")),
+        "through exec\n"
+    );
+    let follower = s
+        .cmd(&["logs", "-f", "bg"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(s.ok(&["stop", "bg"]), "bg\n");
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "hello\nbye\n");
+    let st = s.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}} {{.Status}}"]);
+    assert!(st.starts_with("bg exited Exited (0) "), "{st}");
+    s.ok(&["wait", "bg"]);
+    assert_eq!(s.ok(&["rm", "bg"]), "bg\n");
+    let err = s.fails(&["rm", "bg"], 1);
+    assert_eq!(err, "Error response from daemon: No such container: bg\n");
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn skiff_tables_and_formats_match_docker() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let s = Skiff::new(&w);
+    s.ok(&["volume", "create", "--label", "team=a", "data1"]);
+    s.ok(&["volume", "create", "data2"]);
+    s.ok(&[
+        "run", "-d", "--name", "up", "-l", "tier=web", IMAGE, "sleep", "1000",
+    ]);
+    s.fails(&["run", "--name", "done", IMAGE, "sh", "-c", "exit 2"], 2);
+    s.ok(&["create", "--name", "fresh", IMAGE, "true"]);
+
+    // Docker's table layout, with the columns the docker CLI prints.
+    let ps = s.ok(&["ps"]);
+    let header: Vec<&str> = ps
+        .lines()
+        .next()
+        .unwrap()
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES"
+        ],
+        "{ps}"
+    );
+    assert_eq!(ps.lines().count(), 2, "{ps}");
+    assert!(ps.contains("\"sleep 1000\""), "{ps}");
+
+    for args in [
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "{{.ID}} {{.Image}} {{.Command}} {{.Names}} {{.State}} {{.Status}} {{.Label \"tier\"}}",
+        ][..],
+        &[
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}}\t{{.Command}}\t{{.Labels}}",
+        ],
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "table {{.ID}}\t{{.Names}}\t{{.State}}",
+        ],
+        &["ps", "-a", "--format", "{{json .}}"],
+        &["ps", "-aq"],
+        &["ps", "--filter", "status=exited", "--format", "{{.Names}}"],
+        &["ps", "-a"],
+        &["images"],
+        &[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}} {{.Digest}}",
+        ],
+        &["images", "--format", "{{json .}}"],
+        &["images", "-q"],
+        &[
+            "images",
+            "--no-trunc",
+            "--format",
+            "table {{.ID}}\t{{.Tag}}",
+        ],
+        &["volume", "ls"],
+        &[
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Labels}}",
+        ],
+        &["volume", "ls", "-q", "--filter", "label=team=a"],
+        &["volume", "inspect", "data1"],
+        &["inspect", "up"],
+        &[
+            "inspect",
+            "-f",
+            "{{.Config.Cmd}} {{json .Config.Labels}} {{.HostConfig.NetworkMode}}",
+            "up",
+        ],
+        &["inspect", IMAGE],
+        &["history", IMAGE],
+        &["system", "df"],
+        &[
+            "version",
+            "--format",
+            "{{.Server.APIVersion}} {{.Server.Os}}",
+        ],
+        &[
+            "info",
+            "--format",
+            "{{.Images}} {{.Containers}} {{.DockerRootDir}}",
+        ],
+    ] {
+        s.same_as_docker(args);
+    }
+    // Management-command aliases print what the plain commands print.
+    assert_eq!(s.ok(&["container", "ls", "-aq"]), s.ok(&["ps", "-aq"]));
+    assert_eq!(s.ok(&["image", "ls", "-q"]), s.ok(&["images", "-q"]));
+    assert_eq!(
+        s.ok(&["container", "inspect", "-f", "{{.Name}}", "up"]),
+        "/up\n"
+    );
+    // Template errors are reported, not printed as output.
+    let err = s.fails(&["ps", "--format", "{{.ID"], 1);
+    assert!(err.contains("template"), "{err}");
+    // Inspect of something missing: an error and status 1.
+    let err = s.fails(&["inspect", "nothing-here"], 1);
+    assert!(err.contains("No such object: nothing-here"), "{err}");
+    let comp = s.ok(&["completion", "bash"]);
+    assert!(comp.contains("skiff"), "{comp}");
+    s.ok(&["rm", "-f", "up", "done", "fresh"]);
+    assert_eq!(s.ok(&["volume", "rm", "data1", "data2"]), "data1\ndata2\n");
+}
+
+#[test]
+fn skiff_push_pull_and_cp() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let s = Skiff::new(&w);
+    let reg = format!("127.0.0.1:{}", w.port);
+    let target = format!("{reg}/e2e/bb:v1");
+    s.ok(&["tag", IMAGE, &target]);
+    let out = s.ok(&["push", &target]);
+    assert!(
+        out.contains(&format!("The push refers to repository [{reg}/e2e/bb]")),
+        "{out}"
+    );
+    assert!(out.contains("v1: digest: sha256:"), "{out}");
+    let rm = s.ok(&["rmi", &target]);
+    assert!(rm.starts_with(&format!("Untagged: {target}\n")), "{rm}");
+    let out = s.ok(&["pull", &target]);
+    assert!(out.contains("v1: Pulling from e2e/bb"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {target}")),
+        "{out}"
+    );
+    assert_eq!(s.ok(&["pull", "-q", &target]), format!("{target}\n"));
+    let err = s.fails(&["pull", &format!("{reg}/e2e/bb:nope")], 1);
+    assert!(err.contains("Error response from daemon"), "{err}");
+    // run pulls a missing image, progress on stderr, output on stdout.
+    s.ok(&["rmi", &target]);
+    let out = s.run(&["run", "--rm", &target, "echo", "pulled"], None);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pulled\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Unable to find image '{target}' locally")),
+        "{err}"
+    );
+    // save | load through skiff.
+    let tar = w.tmp.path().join("saved.tar");
+    s.ok(&["save", "-o", tar.to_str().unwrap(), &target]);
+    s.ok(&["rmi", &target]);
+    let out = s.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(out.contains(&format!("Loaded image: {target}")), "{out}");
+
+    // cp both ways, when skiffd serves /containers/{id}/archive.
+    s.ok(&["run", "-d", "--name", "box", IMAGE, "sleep", "1000"]);
+    let local = w.tmp.path().join("to-container.txt");
+    std::fs::write(&local, "copied in\n").unwrap();
+    let out = s.run(&["cp", local.to_str().unwrap(), "box:/tmp/in.txt"], None);
+    if out.status.success() {
+        assert_eq!(s.ok(&["exec", "box", "cat", "/tmp/in.txt"]), "copied in\n");
+        s.ok(&[
+            "exec",
+            "box",
+            "sh",
+            "-c",
+            "mkdir /tmp/d && echo deep > /tmp/d/f",
+        ]);
+        let back = w.tmp.path().join("back");
+        s.ok(&["cp", "box:/tmp/d", back.to_str().unwrap()]);
+        assert_eq!(std::fs::read_to_string(back.join("f")).unwrap(), "deep\n");
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("does not serve /containers/{id}/archive"),
+            "{err}"
+        );
+        assert_eq!(out.status.code(), Some(1));
+    }
+    s.ok(&["rm", "-f", "box"]);
+}
