@@ -462,6 +462,35 @@ fn forward_resizes(c: &Client, path: String) -> Option<tokio::task::JoinHandle<(
     }))
 }
 
+/// Forwards the signals a user sends skiff to the container (`--sig-proxy`, without a tty).
+fn proxy_signals(c: &Client, id: &str) -> Vec<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sigs = [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::user_defined2(), "SIGUSR2"),
+    ];
+    sigs.into_iter()
+        .filter_map(|(kind, name)| {
+            let mut sig = signal(kind).ok()?;
+            let c = c.clone();
+            let path = format!(
+                "{}{}",
+                cpath(id, "kill"),
+                query(&[("signal", name.to_owned())])
+            );
+            Some(tokio::spawn(async move {
+                while sig.recv().await.is_some() {
+                    let _ = c.post(&path).await;
+                }
+            }))
+        })
+        .collect()
+}
+
 async fn resize(c: &Client, path: &str) {
     if let Some((h, w)) = stream::term_size() {
         let _ = c
@@ -505,12 +534,16 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let stdin = o.interactive;
-    let attach_q = query(&[
-        ("stream", "1".into()),
-        ("stdin", if stdin { "1" } else { "0" }.into()),
-        ("stdout", "1".into()),
-        ("stderr", "1".into()),
-    ]);
+    let mut attach_q = vec![
+        ("stream", "1".to_owned()),
+        ("stdin", if stdin { "1" } else { "0" }.to_owned()),
+        ("stdout", "1".to_owned()),
+        ("stderr", "1".to_owned()),
+    ];
+    if let Some(k) = &o.detach_keys {
+        attach_q.push(("detachKeys", k.clone()));
+    }
+    let attach_q = query(&attach_q);
     let io = c
         .hijack(&format!("{}{attach_q}", cpath(&id, "attach")), Body::Empty)
         .await?;
@@ -550,6 +583,11 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
         resize(c, &cpath(&id, "resize")).await;
         winch = forward_resizes(c, cpath(&id, "resize"));
     }
+    let proxies = if a.sig_proxy && !o.tty {
+        proxy_signals(c, &id)
+    } else {
+        Vec::new()
+    };
     let (r, w) = tokio::io::split(io);
     let input = if stdin {
         Some(tokio::spawn(stream::copy_stdin(w)))
@@ -563,6 +601,9 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
     }
     if let Some(t) = winch {
         t.abort();
+    }
+    for p in proxies {
+        p.abort();
     }
     let code = waiter.await?;
     drop(raw);
@@ -621,11 +662,19 @@ pub async fn start(c: &Client, a: StartArgs) -> anyhow::Result<u8> {
     if tty {
         resize(c, &cpath(&id, "resize")).await;
     }
+    let proxies = if tty {
+        Vec::new()
+    } else {
+        proxy_signals(c, &id)
+    };
     let (r, w) = tokio::io::split(io);
     let input = stdin.then(|| tokio::spawn(stream::copy_stdin(w)));
     let out = stream::copy_output(r, tty).await;
     if let Some(t) = input {
         t.abort();
+    }
+    for p in proxies {
+        p.abort();
     }
     let code = waiter.await??;
     drop(raw);
@@ -661,11 +710,19 @@ pub async fn attach(c: &Client, a: AttachArgs) -> anyhow::Result<u8> {
     if tty {
         resize(c, &cpath(&id, "resize")).await;
     }
+    let proxies = if a.sig_proxy && !tty {
+        proxy_signals(c, &id)
+    } else {
+        Vec::new()
+    };
     let (r, w) = tokio::io::split(io);
     let input = stdin.then(|| tokio::spawn(stream::copy_stdin(w)));
     let out = stream::copy_output(r, tty).await;
     if let Some(t) = input {
         t.abort();
+    }
+    for p in proxies {
+        p.abort();
     }
     drop(raw);
     out?;
@@ -1264,7 +1321,7 @@ pub async fn top(c: &Client, a: TopArgs) -> anyhow::Result<()> {
         text.push_str(&cells.join("\t"));
         text.push('\n');
     }
-    print!("{}", format::tabwrite(&text));
+    print!("{}", format::tabwrite_min(&text, 20));
     Ok(())
 }
 
@@ -1459,8 +1516,14 @@ async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> anyhow::Resul
                 .file_name()
                 .map_or_else(|| ".".into(), |n| n.to_string_lossy().into_owned())
         });
-    let dest = Path::new(dest);
-    // Into an existing directory: keep the name; else the copy takes dest's name.
+    extract_into(&bytes, &src_name, Path::new(dest))
+}
+
+/// Unpacks a `GET archive` tar (whose top entry is `src_name`) at `dest` the way `docker cp`
+/// does: into `dest` when it is a directory, else as `dest` itself. Entries that would land
+/// outside (`..`, absolute paths, through a symlink) are refused.
+pub fn extract_into(tar_bytes: &[u8], src_name: &str, dest: &Path) -> anyhow::Result<()> {
+    use std::path::Component;
     let (base, rename): (PathBuf, Option<String>) = if dest.is_dir() {
         (dest.to_owned(), None)
     } else {
@@ -1469,40 +1532,66 @@ async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> anyhow::Resul
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         if !parent.is_dir() {
-            bail!(
-                "destination directory {:?} must exist",
-                parent.display().to_string()
-            );
+            bail!("destination directory {} must exist", parent.display());
         }
         (
             parent.to_owned(),
             dest.file_name().map(|n| n.to_string_lossy().into_owned()),
         )
     };
-    let mut ar = tar::Archive::new(&bytes[..]);
+    let mut ar = tar::Archive::new(tar_bytes);
     for entry in ar.entries()? {
         let mut entry = entry?;
         let p = entry.path()?.into_owned();
-        let mut comps = p.components();
-        let first = comps
-            .next()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let top = match &rename {
-            Some(r) if first == src_name => r.clone(),
-            _ => first,
-        };
-        let target = base.join(top).join(comps.as_path());
-        if !target.starts_with(&base) {
-            bail!(
-                "refusing to extract {} outside {}",
-                p.display(),
-                base.display()
-            );
+        let mut parts = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+                Component::CurDir => {}
+                _ => bail!(
+                    "refusing to extract {}: it leaves the destination",
+                    p.display()
+                ),
+            }
         }
-        entry.unpack(&target)?;
+        let Some(first) = parts.first_mut() else {
+            continue;
+        };
+        if let Some(r) = &rename {
+            if *first == src_name {
+                first.clone_from(r);
+            }
+        }
+        let mut target = base.clone();
+        for (i, part) in parts.iter().enumerate() {
+            target.push(part);
+            let last = i + 1 == parts.len();
+            if !last && std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink())
+            {
+                bail!(
+                    "refusing to extract {} through the symlink {}",
+                    p.display(),
+                    target.display()
+                );
+            }
+        }
+        entry
+            .unpack(&target)
+            .with_context(|| format!("extracting {}", target.display()))?;
     }
     Ok(())
+}
+
+/// A tar of `src` (a file or a directory tree) whose top entry is named `name`.
+pub fn tar_of(src: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    if std::fs::symlink_metadata(src)?.is_dir() {
+        b.append_dir_all(name, src)?;
+    } else {
+        b.append_path_with_name(src, name)?;
+    }
+    b.into_inner()
 }
 
 fn cp_err(e: ClientError) -> anyhow::Error {
@@ -1520,7 +1609,7 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str) -> anyhow::Result<(
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
         return put_archive(c, ctr, path, v).await;
     }
-    let meta = std::fs::symlink_metadata(src)
+    std::fs::symlink_metadata(src)
         .with_context(|| format!("could not find the file {src} in the local filesystem"))?;
     // Into an existing directory keeping the source's name, else as the named path.
     let head = c
@@ -1552,14 +1641,7 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str) -> anyhow::Result<(
         };
         return Err(err);
     };
-    let mut b = tar::Builder::new(Vec::new());
-    b.follow_symlinks(false);
-    if meta.is_dir() {
-        b.append_dir_all(&name, src)?;
-    } else {
-        b.append_path_with_name(src, &name)?;
-    }
-    let data = b.into_inner()?;
+    let data = tar_of(Path::new(src), &name)?;
     put_archive(c, ctr, &dir, data).await
 }
 
@@ -1645,6 +1727,52 @@ mod tests {
         assert_eq!(r["MemPerc"], "25.00%");
         assert_eq!(r["NetIO"], "1.5kB / 0B");
         assert_eq!(r["PIDs"], "3");
+    }
+
+    #[test]
+    fn cp_archives_land_like_docker_cp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("d");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("sub/f"), "x").unwrap();
+        let t = tar_of(&src, "d").unwrap();
+        // Into an existing directory: keeps its name.
+        let into = tmp.path().join("into");
+        std::fs::create_dir(&into).unwrap();
+        extract_into(&t, "d", &into).unwrap();
+        assert_eq!(std::fs::read_to_string(into.join("d/sub/f")).unwrap(), "x");
+        // To a new path: takes that name.
+        let renamed = tmp.path().join("renamed");
+        extract_into(&t, "d", &renamed).unwrap();
+        assert_eq!(std::fs::read_to_string(renamed.join("sub/f")).unwrap(), "x");
+        // A file to a new file name.
+        let f = tar_of(&src.join("sub/f"), "f").unwrap();
+        extract_into(&f, "f", &tmp.path().join("g")).unwrap();
+        assert_eq!(std::fs::read_to_string(tmp.path().join("g")).unwrap(), "x");
+        // A missing parent is an error that names it.
+        let e = extract_into(&f, "f", &tmp.path().join("no/such")).unwrap_err();
+        assert!(e.to_string().contains("must exist"), "{e}");
+    }
+
+    #[test]
+    fn cp_refuses_entries_leaving_the_destination() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        // `append_data` refuses `..`; write the name into the header by hand.
+        h.as_old_mut().name[..8].copy_from_slice(b"d/../../");
+        h.as_old_mut().name[8..12].copy_from_slice(b"evil");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let dest = tmp.path().join("in");
+        std::fs::create_dir(&dest).unwrap();
+        let e = extract_into(&t, "d", &dest).unwrap_err();
+        assert!(e.to_string().contains("leaves the destination"), "{e}");
+        assert!(!tmp.path().join("evil").exists());
     }
 
     #[test]

@@ -111,6 +111,11 @@ pub fn ellipsis(s: &str, max: usize) -> String {
 /// each tab-terminated cell is padded to its column's width; the text after a line's last tab
 /// is not a cell.
 pub fn tabwrite(text: &str) -> String {
+    tabwrite_min(text, 10)
+}
+
+/// [`tabwrite`] with another minimum cell width (`docker top` uses 20).
+pub fn tabwrite_min(text: &str, min: usize) -> String {
     let lines: Vec<Vec<&str>> = text
         .split_terminator('\n')
         .map(|l| l.split('\t').collect())
@@ -131,7 +136,7 @@ pub fn tabwrite(text: &str) -> String {
         for (i, c) in l.iter().enumerate() {
             out.push_str(c);
             if i + 1 < l.len() {
-                let w = widths[i].max(10);
+                let w = widths[i].max(min);
                 out.push_str(&" ".repeat(w.saturating_sub(c.chars().count())));
             }
         }

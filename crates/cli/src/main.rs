@@ -202,7 +202,29 @@ fn rewrite(mut args: Vec<String>) -> Vec<String> {
     args
 }
 
+/// The status a shell shows for a command killed by SIGPIPE.
+const BROKEN_PIPE: u8 = 141;
+
+/// `skiff ps | head -1`: stdout closing early ends skiff quietly, as SIGPIPE ends docker
+/// (Rust ignores SIGPIPE, so the write fails instead, and `println!` panics).
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(i32::from(BROKEN_PIPE));
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let args = rewrite(std::env::args().collect());
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
@@ -254,6 +276,12 @@ fn report(e: &anyhow::Error) -> u8 {
             eprintln!("{}", s.message);
         }
         return s.code;
+    }
+    if e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        return BROKEN_PIPE;
     }
     let mut msg = e.to_string();
     let mut src = e.source();

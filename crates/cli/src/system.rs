@@ -1227,10 +1227,13 @@ pub fn event_line(e: &Value) -> String {
         u32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0),
     )
     .unwrap_or_default();
-    let ts = t
-        .with_timezone(&chrono::Local)
-        .format("%Y-%m-%dT%H:%M:%S%.9f%:z")
-        .to_string();
+    // Go's RFC3339Nano with fixed nanoseconds: `Z` for UTC, else the offset.
+    let local = t.with_timezone(&chrono::Local);
+    let ts = if local.offset().local_minus_utc() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+    } else {
+        local.format("%Y-%m-%dT%H:%M:%S%.9f%:z").to_string()
+    };
     let mut attrs: Vec<String> = e["Actor"]["Attributes"]
         .as_object()
         .into_iter()

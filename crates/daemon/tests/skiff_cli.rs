@@ -496,3 +496,142 @@ fn skiff_push_pull_and_cp() {
     }
     s.ok(&["rm", "-f", "box"]);
 }
+
+#[test]
+fn skiff_start_attach_signals_login_and_events() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let s = Skiff::new(&w);
+
+    // create -i, then start -ai with piped stdin: the container's exit status is ours.
+    s.ok(&[
+        "create",
+        "-i",
+        "--name",
+        "ai",
+        IMAGE,
+        "sh",
+        "-c",
+        "read x; echo read:$x; exit 6",
+    ]);
+    let out = s.run(&["start", "-ai", "ai"], Some(b"line\n"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "read:line\n");
+    assert_eq!(out.status.code(), Some(6));
+    s.ok(&["rm", "ai"]);
+
+    // attach to a running container: its output and exit status.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "at",
+        IMAGE,
+        "sh",
+        "-c",
+        "sleep 1; echo attached; exit 7",
+    ]);
+    let out = s.run(&["attach", "at"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "attached\n");
+    assert_eq!(out.status.code(), Some(7));
+    s.ok(&["rm", "at"]);
+
+    // run without a tty forwards the signals skiff gets (--sig-proxy).
+    let mut child = s
+        .cmd(&[
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 5' INT; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    let st = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "got-int\n");
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+
+    // top and stats print docker's layouts.
+    s.ok(&["run", "-d", "--name", "busy", IMAGE, "sleep", "1000"]);
+    let top = s.same_as_docker(&["top", "busy"]);
+    assert!(top.starts_with("UID "), "{top}");
+    let stats = s.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}"]);
+    assert_eq!(stats, "busy 1\n");
+    assert_eq!(
+        s.same_as_docker(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "table {{.Name}}\t{{.PIDs}}"
+        ]),
+        "NAME      PIDS\nbusy      1\n"
+    );
+    s.ok(&["rm", "-f", "busy"]);
+
+    // Events: what happened, in docker's line format and through --format.
+    let ev = s.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(
+        ev.contains("create\n") && ev.contains("die\n") && ev.contains("destroy\n"),
+        "{ev}"
+    );
+    s.same_as_docker(&["events", "--since", "5m", "--until", "0s"]);
+
+    // login stores credentials in DOCKER_CONFIG; logout removes them.
+    let reg = format!("127.0.0.1:{}", w.port);
+    let out = s.ok_in(
+        &["login", "-u", "me", "--password-stdin", &reg],
+        Some(b"secret\n"),
+    );
+    assert_eq!(out, "Login Succeeded\n");
+    let cfg = std::fs::read_to_string(w.tmp.path().join("skiff-config/config.json")).unwrap();
+    assert!(cfg.contains(&reg) && cfg.contains("bWU6c2VjcmV0"), "{cfg}");
+    assert_eq!(
+        s.ok(&["logout", &reg]),
+        format!("Removing login credentials for {reg}\n")
+    );
+    let cfg = std::fs::read_to_string(w.tmp.path().join("skiff-config/config.json")).unwrap();
+    assert!(!cfg.contains(&reg), "{cfg}");
+
+    // Output cut short by a closed pipe ends skiff quietly.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "DOCKER_HOST=unix://{} {} completion bash | head -c 1 >/dev/null",
+            s.sock().display(),
+            s.bin.display()
+        ))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
