@@ -808,37 +808,75 @@ pub fn filters_json(list: &[String]) -> anyhow::Result<Option<String>> {
     Ok(Some(Value::Object(m).to_string()))
 }
 
-/// Docker's `DisplayablePorts`, simplified: `0.0.0.0:8080->80/tcp, 53/udp`.
+/// Docker's `DisplayablePorts`: consecutive ports grouped into ranges
+/// (`0.0.0.0:8000-8001->8000-8001/tcp`), other mappings after them, `, `-separated.
 pub fn display_ports(ports: &Value) -> String {
-    let mut items: Vec<(u64, String)> = ports
+    struct P {
+        ip: String,
+        private: u64,
+        public: u64,
+        typ: String,
+    }
+    let mut ps: Vec<P> = ports
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| {
-            let private = p["PrivatePort"].as_u64().unwrap_or(0);
-            let typ = p["Type"].as_str().unwrap_or("tcp");
-            let s = match p["PublicPort"].as_u64() {
-                Some(public) if public != 0 => {
-                    let ip = p["IP"].as_str().unwrap_or("");
-                    let ip = if ip.contains(':') {
-                        format!("[{ip}]")
-                    } else {
-                        ip.to_owned()
-                    };
-                    format!("{ip}:{public}->{private}/{typ}")
-                }
-                _ => format!("{private}/{typ}"),
-            };
-            (private, s)
+        .map(|p| P {
+            ip: p["IP"].as_str().unwrap_or("").to_owned(),
+            private: p["PrivatePort"].as_u64().unwrap_or(0),
+            public: p["PublicPort"].as_u64().unwrap_or(0),
+            typ: p["Type"].as_str().unwrap_or("tcp").to_owned(),
         })
         .collect();
-    items.sort();
-    items.dedup_by(|a, b| a.1 == b.1);
-    items
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect::<Vec<_>>()
-        .join(", ")
+    ps.sort_by(|a, b| {
+        (a.private, &a.ip, a.public, &a.typ).cmp(&(b.private, &b.ip, b.public, &b.typ))
+    });
+    let form = |key: &str, first: u64, last: u64| {
+        let (ip, typ) = match key.rsplit_once('/') {
+            Some((ip, t)) => (ip, t),
+            None => ("", key),
+        };
+        let mut g = first.to_string();
+        if first != last {
+            g = format!("{g}-{last}");
+        }
+        if !ip.is_empty() {
+            g = format!("{ip}:{g}->{g}");
+        }
+        format!("{g}/{typ}")
+    };
+    let mut groups: Vec<(String, u64, u64)> = Vec::new();
+    let mut result = Vec::new();
+    let mut mappings = Vec::new();
+    for p in &ps {
+        let mut key = p.typ.clone();
+        if !p.ip.is_empty() {
+            if p.public != p.private {
+                let host = if p.ip.contains(':') {
+                    format!("[{}]:{}", p.ip, p.public)
+                } else {
+                    format!("{}:{}", p.ip, p.public)
+                };
+                mappings.push(format!("{host}->{}/{}", p.private, p.typ));
+                continue;
+            }
+            key = format!("{}/{}", p.ip, p.typ);
+        }
+        match groups.iter_mut().find(|g| g.0 == key) {
+            None => groups.push((key, p.private, p.private)),
+            Some(g) if p.private == g.2 + 1 => g.2 = p.private,
+            Some(g) => {
+                result.push(form(&g.0, g.1, g.2));
+                g.1 = p.private;
+                g.2 = p.private;
+            }
+        }
+    }
+    for g in &groups {
+        result.push(form(&g.0, g.1, g.2));
+    }
+    result.extend(mappings);
+    result.join(", ")
 }
 
 fn labels_string(v: &Value) -> String {
@@ -1685,6 +1723,16 @@ mod tests {
         assert_eq!(r["Names"], "web");
         assert_eq!(r["Command"], "\"sh -c 'sleep 1000; …\"");
         assert_eq!(r["Ports"], "53/udp, 0.0.0.0:8080->80/tcp");
+        let ports = json!([
+            {"IP": "0.0.0.0", "PrivatePort": 8001, "PublicPort": 8001, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 8000, "PublicPort": 8000, "Type": "tcp"},
+            {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+            {"PrivatePort": 9000, "Type": "tcp"}, {"PrivatePort": 9001, "Type": "tcp"}
+        ]);
+        assert_eq!(
+            display_ports(&ports),
+            "0.0.0.0:8000-8001->8000-8001/tcp, 9000-9001/tcp, [::]:8080->80/tcp"
+        );
         assert_eq!(r["Labels"], "a=1,b=2");
         assert_eq!(r["Networks"], "bridge");
         assert_eq!(r["Size"], "0B");

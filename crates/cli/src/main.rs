@@ -166,6 +166,9 @@ fn rewrite(mut args: Vec<String>) -> Vec<String> {
     let Some(sub) = args.get(i + 1).cloned() else {
         return args;
     };
+    if !matches!(group.as_str(), "container" | "image") {
+        return args;
+    }
     let new = match (group.as_str(), sub.as_str()) {
         ("container", "ls" | "list" | "ps") => "ps",
         ("container", "rm" | "remove") => "rm",
@@ -182,7 +185,9 @@ fn rewrite(mut args: Vec<String>) -> Vec<String> {
         ("image", "prune") => "image-prune",
         ("image", "inspect") => "inspect",
         ("image", s @ ("pull" | "push" | "tag" | "save" | "load" | "import" | "history")) => s,
-        _ => return args,
+        _ => {
+            return args;
+        }
     };
     args.splice(i..i + 2, [new.to_owned()]);
     if matches!(
@@ -223,9 +228,55 @@ fn quiet_broken_pipe() {
     }));
 }
 
+const CONTAINER_CMDS: &str = "attach create diff exec export inspect kill logs ls pause port prune rename restart rm run start stats stop top unpause update wait";
+const IMAGE_CMDS: &str = "history import inspect load ls prune pull push rm save tag";
+
+/// `skiff container` / `skiff image` without a known subcommand: their usage (exit 0), or
+/// an error naming the unknown one (exit 125).
+fn management_usage(args: &[String]) -> Option<u8> {
+    let mut i = 1;
+    while i < args.len() && args[i].starts_with('-') {
+        i += if matches!(
+            args[i].as_str(),
+            "-H" | "--host" | "--config" | "--log-level"
+        ) {
+            2
+        } else {
+            1
+        };
+    }
+    let group = args.get(i)?.as_str();
+    let cmds = match group {
+        "container" => CONTAINER_CMDS,
+        "image" => IMAGE_CMDS,
+        _ => return None,
+    };
+    match args.get(i + 1).map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => {
+            println!("Usage:  skiff {group} COMMAND\n\nManage {group}s\n\nCommands:");
+            for c in cmds.split(' ') {
+                println!("  {c}");
+            }
+            println!("\nRun 'skiff {group} COMMAND --help' for more information on a command.");
+            Some(0)
+        }
+        Some(sub)
+            if !cmds.split(' ').any(|c| c == sub) && !matches!(sub, "list" | "ps" | "remove") =>
+        {
+            eprintln!("skiff: '{group} {sub}' is not a skiff command.\nSee 'skiff {group} --help'");
+            Some(125)
+        }
+        Some(_) => None,
+    }
+}
+
 fn main() -> ExitCode {
     quiet_broken_pipe();
-    let args = rewrite(std::env::args().collect());
+    let raw: Vec<String> = std::env::args().collect();
+    if let Some(code) = management_usage(&raw) {
+        return ExitCode::from(code);
+    }
+    let args = rewrite(raw);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -383,5 +434,11 @@ mod tests {
             v(&["skiff", "run", "image", "ls"])
         );
         Cli::command().debug_assert();
+        assert_eq!(
+            management_usage(&v(&["skiff", "container", "bogus"])),
+            Some(125)
+        );
+        assert_eq!(management_usage(&v(&["skiff", "image", "ls"])), None);
+        assert_eq!(management_usage(&v(&["skiff", "ps"])), None);
     }
 }

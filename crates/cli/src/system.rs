@@ -1112,6 +1112,16 @@ pub async fn info(c: &Client, a: FormatArg) -> anyhow::Result<()> {
         s("CgroupDriver"),
         s("CgroupVersion")
     ));
+    o.push_str(" Plugins:\n");
+    for (k, name) in [("Volume", "Volume"), ("Network", "Network"), ("Log", "Log")] {
+        let list: Vec<&str> = v["Plugins"][k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        o.push_str(&format!("  {name}: {}\n", list.join(" ")));
+    }
     o.push_str(&format!(
         " Swarm: {}\n",
         v["Swarm"]["LocalNodeState"].as_str().unwrap_or("inactive")
@@ -1124,6 +1134,13 @@ pub async fn info(c: &Client, a: FormatArg) -> anyhow::Result<()> {
         " Runtimes: {}\n Default Runtime: {}\n",
         runtimes.join(" "),
         s("DefaultRuntime")
+    ));
+    o.push_str(&format!(
+        " Init Binary: {}\n containerd version: {}\n runc version: {}\n init version: {}\n",
+        s("InitBinary"),
+        go(&v["ContainerdCommit"]["ID"]),
+        go(&v["RuncCommit"]["ID"]),
+        go(&v["InitCommit"]["ID"])
     ));
     let sec: Vec<String> = v["SecurityOptions"]
         .as_array()
@@ -1155,8 +1172,23 @@ pub async fn info(c: &Client, a: FormatArg) -> anyhow::Result<()> {
         v["Debug"].as_bool().unwrap_or(false)
     ));
     o.push_str(&format!(
-        " Experimental: {}\n Live Restore Enabled: {}\n",
-        v["ExperimentalBuild"].as_bool().unwrap_or(false),
+        " Experimental: {}\n",
+        v["ExperimentalBuild"].as_bool().unwrap_or(false)
+    ));
+    let insecure: Vec<String> = v["RegistryConfig"]["InsecureRegistryCIDRs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(go)
+        .collect();
+    if !insecure.is_empty() {
+        o.push_str(" Insecure Registries:\n");
+        for r in insecure {
+            o.push_str(&format!("  {r}\n"));
+        }
+    }
+    o.push_str(&format!(
+        " Live Restore Enabled: {}\n\n",
         v["LiveRestoreEnabled"].as_bool().unwrap_or(false)
     ));
     print!("{o}");

@@ -406,6 +406,12 @@ fn skiff_tables_and_formats_match_docker() {
     ] {
         s.same_as_docker(args);
     }
+    // `info`: the server part as docker prints it (the client parts name each client).
+    let server_part = |t: String| t[t.find("\nServer:").expect("a Server: section")..].to_owned();
+    assert_eq!(
+        server_part(s.ok(&["info"])),
+        server_part(w.docker(&["info"]))
+    );
     // Management-command aliases print what the plain commands print.
     assert_eq!(s.ok(&["container", "ls", "-aq"]), s.ok(&["ps", "-aq"]));
     assert_eq!(s.ok(&["image", "ls", "-q"]), s.ok(&["images", "-q"]));
@@ -419,6 +425,12 @@ fn skiff_tables_and_formats_match_docker() {
     // Inspect of something missing: an error and status 1.
     let err = s.fails(&["inspect", "nothing-here"], 1);
     assert!(err.contains("No such object: nothing-here"), "{err}");
+    let err = s.fails(&["container", "bogus"], 125);
+    assert!(
+        err.contains("'container bogus' is not a skiff command"),
+        "{err}"
+    );
+    assert!(s.ok(&["image"]).contains("Manage images"));
     let comp = s.ok(&["completion", "bash"]);
     assert!(comp.contains("skiff"), "{comp}");
     s.ok(&["rm", "-f", "up", "done", "fresh"]);
