@@ -491,6 +491,12 @@ fn proxy_signals(c: &Client, id: &str) -> Vec<tokio::task::JoinHandle<()>> {
         .collect()
 }
 
+/// The user typed the detach keys: the container goes on, skiff ends (status 0).
+fn detached() -> anyhow::Result<u8> {
+    eprintln!("\r\nread escape sequence");
+    Ok(0)
+}
+
 async fn resize(c: &Client, path: &str) {
     if let Some((h, w)) = stream::term_size() {
         let _ = c
@@ -589,21 +595,17 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
         Vec::new()
     };
     let (r, w) = tokio::io::split(io);
-    let input = if stdin {
-        Some(tokio::spawn(stream::copy_stdin(w)))
-    } else {
-        drop(w);
-        None
-    };
-    let out = stream::copy_output(r, o.tty).await;
-    if let Some(t) = input {
-        t.abort();
-    }
+    let keys = stream::detach_keys(o.tty && stdin, o.detach_keys.as_deref());
+    let out = stream::pump(r, stdin.then_some(w), o.tty, keys).await;
     if let Some(t) = winch {
         t.abort();
     }
     for p in proxies {
         p.abort();
+    }
+    if matches!(out, Ok(true)) {
+        drop(raw);
+        return detached();
     }
     let code = waiter.await?;
     drop(raw);
@@ -668,13 +670,14 @@ pub async fn start(c: &Client, a: StartArgs) -> anyhow::Result<u8> {
         proxy_signals(c, &id)
     };
     let (r, w) = tokio::io::split(io);
-    let input = stdin.then(|| tokio::spawn(stream::copy_stdin(w)));
-    let out = stream::copy_output(r, tty).await;
-    if let Some(t) = input {
-        t.abort();
-    }
+    let keys = stream::detach_keys(tty && stdin, a.detach_keys.as_deref());
+    let out = stream::pump(r, stdin.then_some(w), tty, keys).await;
     for p in proxies {
         p.abort();
+    }
+    if matches!(out, Ok(true)) {
+        drop(raw);
+        return detached();
     }
     let code = waiter.await??;
     drop(raw);
@@ -716,16 +719,15 @@ pub async fn attach(c: &Client, a: AttachArgs) -> anyhow::Result<u8> {
         Vec::new()
     };
     let (r, w) = tokio::io::split(io);
-    let input = stdin.then(|| tokio::spawn(stream::copy_stdin(w)));
-    let out = stream::copy_output(r, tty).await;
-    if let Some(t) = input {
-        t.abort();
-    }
+    let keys = stream::detach_keys(tty && stdin, a.detach_keys.as_deref());
+    let out = stream::pump(r, stdin.then_some(w), tty, keys).await;
     for p in proxies {
         p.abort();
     }
     drop(raw);
-    out?;
+    if out? {
+        return detached();
+    }
     let resp = c
         .send(Method::POST, &cpath(&id, "wait"), Body::Empty, &[])
         .await?;
@@ -1137,21 +1139,15 @@ pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<u8> {
         winch = forward_resizes(c, format!("/exec/{id}/resize"));
     }
     let (r, w) = tokio::io::split(io);
-    let input = if a.interactive {
-        Some(tokio::spawn(stream::copy_stdin(w)))
-    } else {
-        drop(w);
-        None
-    };
-    let out = stream::copy_output(r, a.tty).await;
-    if let Some(t) = input {
-        t.abort();
-    }
+    let keys = stream::detach_keys(a.tty && a.interactive, a.detach_keys.as_deref());
+    let out = stream::pump(r, a.interactive.then_some(w), a.tty, keys).await;
     if let Some(t) = winch {
         t.abort();
     }
     drop(raw);
-    out?;
+    if out? {
+        return detached();
+    }
     let info = c.get(&format!("/exec/{id}/json")).await?;
     Ok(exit_u8(info["ExitCode"].as_i64().unwrap_or(0)))
 }

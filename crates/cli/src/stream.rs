@@ -80,21 +80,114 @@ pub async fn copy_body(mut body: Incoming, tty: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies our stdin to `w`; half-closes it at EOF.
-pub async fn copy_stdin<W: AsyncWrite + Unpin>(mut w: W) {
+/// Watches typed input for the detach key sequence; holds back a partial match until it
+/// either completes or fails.
+#[derive(Debug)]
+pub struct DetachKeys {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachKeys {
+    pub fn new(keys: Vec<u8>) -> Option<DetachKeys> {
+        (!keys.is_empty()).then_some(DetachKeys { keys, matched: 0 })
+    }
+
+    /// Filters `input` into what to send on; `true` when the sequence is complete.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
+        for &b in input {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return true;
+                }
+                continue;
+            }
+            out.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = 0;
+            if b == self.keys[0] {
+                self.matched = 1;
+                if self.keys.len() == 1 {
+                    return true;
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        false
+    }
+}
+
+/// Copies our stdin to `w`; half-closes it at EOF. Returns `true` when the user typed the
+/// detach keys.
+pub async fn copy_stdin<W: AsyncWrite + Unpin>(mut w: W, mut detach: Option<DetachKeys>) -> bool {
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 32 * 1024];
+    let mut out = Vec::with_capacity(buf.len());
     loop {
         match stdin.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err() {
-                    return;
+                out.clear();
+                let done = match &mut detach {
+                    Some(d) => d.feed(&buf[..n], &mut out),
+                    None => {
+                        out.extend_from_slice(&buf[..n]);
+                        false
+                    }
+                };
+                if !out.is_empty() && (w.write_all(&out).await.is_err() || w.flush().await.is_err())
+                {
+                    return false;
+                }
+                if done {
+                    return true;
                 }
             }
         }
     }
     let _ = w.shutdown().await;
+    false
+}
+
+/// Streams a hijacked connection: output to stdout/stderr until it ends, stdin (when `w` is
+/// given) to the container. `Ok(true)`: the user detached.
+pub async fn pump<R, W>(
+    r: R,
+    w: Option<W>,
+    tty: bool,
+    detach: Option<DetachKeys>,
+) -> std::io::Result<bool>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut input = w.map(|w| tokio::spawn(copy_stdin(w, detach)));
+    let out = copy_output(r, tty);
+    tokio::pin!(out);
+    if let Some(h) = input.as_mut() {
+        tokio::select! {
+            res = &mut out => {
+                h.abort();
+                return res.map(|()| false);
+            }
+            d = &mut *h => {
+                if matches!(d, Ok(true)) {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    out.await.map(|()| false)
+}
+
+/// The detach keys for an interactive tty session (`ctrl-p,ctrl-q` unless given).
+pub fn detach_keys(active: bool, flag: Option<&str>) -> Option<DetachKeys> {
+    if !active {
+        return None;
+    }
+    let keys = crate::opts::parse_detach_keys(flag.unwrap_or("ctrl-p,ctrl-q")).ok()?;
+    DetachKeys::new(keys)
 }
 
 /// Raw mode on stdin's terminal for as long as it lives (restored on drop).
@@ -220,6 +313,24 @@ pub async fn progress<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_are_held_back_and_detected() {
+        let mut d = DetachKeys::new(vec![16, 17]).unwrap();
+        let mut out = Vec::new();
+        assert!(!d.feed(b"ab\x10", &mut out));
+        assert_eq!(out, b"ab");
+        out.clear();
+        // A broken sequence sends the held byte on.
+        assert!(!d.feed(b"c", &mut out));
+        assert_eq!(out, b"\x10c");
+        out.clear();
+        assert!(!d.feed(b"\x10\x10", &mut out));
+        assert_eq!(out, b"\x10");
+        out.clear();
+        assert!(d.feed(b"\x11rest", &mut out));
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn frames_split_and_keep_partial() {

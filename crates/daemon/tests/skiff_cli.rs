@@ -549,6 +549,48 @@ fn skiff_start_attach_signals_login_and_events() {
     assert_eq!(out.status.code(), Some(7));
     s.ok(&["rm", "at"]);
 
+    // -it: ctrl-p ctrl-q detaches, the container goes on; attach reaches it again.
+    let under_tty = |cmd: &str, keys: &[(u64, &[u8])]| {
+        let mut child = Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "DOCKER_HOST=unix://{} {} {cmd}",
+                s.sock().display(),
+                s.bin.display()
+            ))
+            .arg("/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut si = child.stdin.take().unwrap();
+        for (pause, bytes) in keys {
+            std::thread::sleep(Duration::from_millis(*pause));
+            si.write_all(bytes).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        drop(si);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = under_tty(
+        &format!("run -it --name dk {IMAGE} sh; echo status=$?"),
+        &[(1500, b"\x10\x11")],
+    );
+    assert!(out.contains("read escape sequence"), "{out:?}");
+    assert!(out.contains("status=0"), "{out:?}");
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]),
+        "true\n"
+    );
+    let out = under_tty(
+        "attach dk; echo status=$?",
+        &[(1000, b"echo again-$((40+2))\r"), (1000, b"\x10\x11")],
+    );
+    assert!(out.contains("again-42"), "{out:?}");
+    assert!(out.contains("status=0"), "{out:?}");
+    s.ok(&["rm", "-f", "dk"]);
+
     // run without a tty forwards the signals skiff gets (--sig-proxy).
     let mut child = s
         .cmd(&[
