@@ -4,6 +4,10 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -92,6 +96,49 @@ pub enum Body {
     Empty,
     Json(Value),
     Bytes(Vec<u8>, &'static str),
+    /// Streamed (chunked) from a reader: `load`, `import`.
+    Stream(Box<dyn tokio::io::AsyncRead + Send + Unpin>, &'static str),
+}
+
+/// What requests carry.
+pub type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn full(b: Bytes) -> ReqBody {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A body read from an `AsyncRead` in 64 KiB frames.
+struct ReaderBody {
+    r: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    buf: Box<[u8]>,
+    done: bool,
+}
+
+impl hyper::body::Body for ReaderBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut rb = tokio::io::ReadBuf::new(&mut this.buf);
+        match tokio::io::AsyncRead::poll_read(Pin::new(&mut this.r), cx, &mut rb) {
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(hyper::body::Frame::data(
+                Bytes::copy_from_slice(rb.filled()),
+            )))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl Client {
@@ -113,7 +160,7 @@ impl Client {
             .method(Method::HEAD)
             .uri("/_ping")
             .header("host", "docker")
-            .body(Full::new(Bytes::new()))?;
+            .body(full(Bytes::new()))?;
         let resp = send.send_request(req).await?;
         let v = resp
             .headers()
@@ -135,7 +182,7 @@ impl Client {
     async fn connect(
         &self,
         upgrades: bool,
-    ) -> Result<(hyper::client::conn::http1::SendRequest<Full<Bytes>>, ())> {
+    ) -> Result<(hyper::client::conn::http1::SendRequest<ReqBody>, ())> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|e| ClientError::Connect(self.socket.clone(), e))?;
@@ -158,7 +205,7 @@ impl Client {
         path: &str,
         body: Body,
         headers: &[(&str, String)],
-    ) -> Result<Request<Full<Bytes>>> {
+    ) -> Result<Request<ReqBody>> {
         let mut b = Request::builder()
             .method(method)
             .uri(format!("/v{}{path}", self.version))
@@ -168,17 +215,26 @@ impl Client {
             b = b.header(*k, v.as_str());
         }
         let body = match body {
-            Body::Empty => Bytes::new(),
+            Body::Empty => full(Bytes::new()),
             Body::Json(v) => {
                 b = b.header("content-type", "application/json");
-                Bytes::from(serde_json::to_vec(&v)?)
+                full(Bytes::from(serde_json::to_vec(&v)?))
             }
             Body::Bytes(d, ct) => {
                 b = b.header("content-type", ct);
-                Bytes::from(d)
+                full(Bytes::from(d))
+            }
+            Body::Stream(r, ct) => {
+                b = b.header("content-type", ct);
+                ReaderBody {
+                    r,
+                    buf: vec![0; 64 * 1024].into_boxed_slice(),
+                    done: false,
+                }
+                .boxed_unsync()
             }
         };
-        Ok(b.body(Full::new(body))?)
+        Ok(b.body(body)?)
     }
 
     /// Sends a request; returns the response whatever its status.

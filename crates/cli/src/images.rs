@@ -434,30 +434,29 @@ pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<()> {
     body_to(resp, a.output.as_deref(), "image").await
 }
 
-fn read_input(path: Option<&str>) -> anyhow::Result<Vec<u8>> {
-    match path {
-        Some(p) if p != "-" => std::fs::read(p).with_context(|| format!("open {p}")),
+/// A file (or stdin for none or `-`) as a streamed request body.
+async fn input_body(path: Option<&str>) -> anyhow::Result<Body> {
+    let r: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match path {
+        Some(p) if p != "-" => Box::new(
+            tokio::fs::File::open(p)
+                .await
+                .with_context(|| format!("open {p}"))?,
+        ),
         _ => {
             if stream::stdin_is_tty() {
                 bail!("requested load from stdin, but stdin is empty");
             }
-            let mut v = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
-            Ok(v)
+            Box::new(tokio::io::stdin())
         }
-    }
+    };
+    Ok(Body::Stream(r, "application/x-tar"))
 }
 
 pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<()> {
-    let data = read_input(a.input.as_deref())?;
+    let body = input_body(a.input.as_deref()).await?;
     let q = if a.quiet { "?quiet=1" } else { "" };
     let resp = c
-        .send(
-            Method::POST,
-            &format!("/images/load{q}"),
-            Body::Bytes(data, "application/x-tar"),
-            &[],
-        )
+        .send(Method::POST, &format!("/images/load{q}"), body, &[])
         .await?;
     let (_, text) = stream::progress(
         resp.into_body(),
@@ -485,12 +484,12 @@ pub async fn import(c: &Client, a: ImportArgs) -> anyhow::Result<()> {
     for ch in &a.change {
         q.push(("changes", ch.clone()));
     }
-    let data = read_input(Some(&a.file))?;
+    let body = input_body(Some(&a.file)).await?;
     let resp = c
         .send(
             Method::POST,
             &format!("/images/create{}", query(&q)),
-            Body::Bytes(data, "application/x-tar"),
+            body,
             &[],
         )
         .await?;
