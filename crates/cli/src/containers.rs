@@ -372,9 +372,10 @@ async fn create_container(
     o: &CreateOpts,
     detach: bool,
     tty_size: Option<(u16, u16)>,
+    cmd: &str,
 ) -> anyhow::Result<String> {
     let req = opts::create_request(o, detach)
-        .map_err(|e| status(125, format!("skiff: {e}\nSee 'skiff run --help'.")))?;
+        .map_err(|e| status(125, format!("skiff: {e}\nSee 'skiff {cmd} --help'.")))?;
     let mut body = req.body;
     if let Some((h, w)) = tty_size {
         body["HostConfig"]["ConsoleSize"] = json!([h, w]);
@@ -387,7 +388,7 @@ async fn create_container(
         q.push(("platform", p.clone()));
     }
     let path = format!("/containers/create{}", query(&q));
-    let run_err = |e: anyhow::Error| status(125, format!("skiff: {e}\nSee 'skiff run --help'."));
+    let run_err = |e: anyhow::Error| status(125, format!("skiff: {e}\nSee 'skiff {cmd} --help'."));
     if o.pull == "always" {
         pull_image(c, &req.image, req.platform.as_deref(), o.quiet)
             .await
@@ -410,7 +411,7 @@ async fn create_container(
             first = c.json(Method::POST, &path, Body::Json(body)).await;
         }
     }
-    let v = first.map_err(|e| status(125, format!("skiff: {e}\nSee 'skiff run --help'.")))?;
+    let v = first.map_err(|e| status(125, format!("skiff: {e}\nSee 'skiff {cmd} --help'.")))?;
     for w in v["Warnings"].as_array().into_iter().flatten() {
         if let Some(w) = w.as_str() {
             eprintln!("WARNING: {w}");
@@ -423,7 +424,7 @@ async fn create_container(
 }
 
 pub async fn create(c: &Client, a: CreateArgs) -> anyhow::Result<()> {
-    let id = create_container(c, &a.opts, true, None).await?;
+    let id = create_container(c, &a.opts, true, None, "create").await?;
     println!("{id}");
     Ok(())
 }
@@ -527,7 +528,7 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
         return Err(status(1, "the input device is not a TTY"));
     }
     let size = if o.tty { stream::term_size() } else { None };
-    let id = create_container(c, o, a.detach, size).await?;
+    let id = create_container(c, o, a.detach, size, "run").await?;
     if a.detach {
         let resp = c
             .send_raw(Method::POST, &cpath(&id, "start"), Body::Empty, &[])

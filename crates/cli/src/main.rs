@@ -27,9 +27,13 @@ pub const DEFAULT_HOST: &str = "unix:///run/skiff/skiff.sock";
     about = "A self-sufficient runtime for containers",
     version,
     disable_help_subcommand = true,
+    disable_version_flag = true,
     args_conflicts_with_subcommands = false
 )]
 struct Cli {
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Daemon socket to connect to
     #[arg(short = 'H', long = "host", global = false)]
     host: Option<String>,
