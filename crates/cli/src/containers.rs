@@ -1519,8 +1519,28 @@ pub async fn cp(c: &Client, a: CpArgs) -> anyhow::Result<()> {
     match (split_container_path(&a.src), split_container_path(&a.dest)) {
         (Some(_), Some(_)) => bail!("copying between containers is not supported"),
         (None, None) => bail!("must specify at least one container source"),
-        (Some((ctr, path)), None) => cp_from(c, ctr, path, &a.dest).await,
-        (None, Some((ctr, path))) => cp_to(c, &a.src, ctr, path).await,
+        (Some((ctr, path)), None) => {
+            let n = cp_from(c, ctr, path, &a.dest).await?;
+            if !a.quiet && a.dest != "-" {
+                eprintln!(
+                    "Successfully copied {} to {}",
+                    format::human_size_prec(n, 3),
+                    a.dest
+                );
+            }
+            Ok(())
+        }
+        (None, Some((ctr, path))) => {
+            let n = cp_to(c, &a.src, ctr, path, a.archive).await?;
+            if !a.quiet {
+                eprintln!(
+                    "Successfully copied {} to {}",
+                    format::human_size_prec(n, 3),
+                    a.dest
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -1532,7 +1552,8 @@ fn archive_path(ctr: &str, path: &str) -> String {
     )
 }
 
-async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> anyhow::Result<()> {
+/// Returns the bytes copied.
+async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> anyhow::Result<i64> {
     let resp = c
         .send(Method::GET, &archive_path(ctr, path), Body::Empty, &[])
         .await
@@ -1541,7 +1562,7 @@ async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> anyhow::Resul
     let bytes = resp.into_body().collect().await?.to_bytes();
     if dest == "-" {
         std::io::stdout().lock().write_all(&bytes)?;
-        return Ok(());
+        return Ok(i64::try_from(bytes.len()).unwrap_or(i64::MAX));
     }
     let src_name = stat
         .as_ref()
@@ -1551,7 +1572,8 @@ async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> anyhow::Resul
                 .file_name()
                 .map_or_else(|| ".".into(), |n| n.to_string_lossy().into_owned())
         });
-    extract_into(&bytes, &src_name, Path::new(dest))
+    extract_into(&bytes, &src_name, Path::new(dest))?;
+    Ok(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
 }
 
 /// Unpacks a `GET archive` tar (whose top entry is `src_name`) at `dest` the way `docker cp`
@@ -1637,12 +1659,13 @@ fn cp_err(e: ClientError) -> anyhow::Error {
     }
 }
 
-async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str) -> anyhow::Result<()> {
+/// Returns the bytes copied.
+async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, uid_gid: bool) -> anyhow::Result<i64> {
     if src == "-" {
         // A tar stream on stdin, extracted into the directory `path`.
         let mut v = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
-        return put_archive(c, ctr, path, v).await;
+        return put_archive(c, ctr, path, v, uid_gid).await;
     }
     std::fs::symlink_metadata(src)
         .with_context(|| format!("could not find the file {src} in the local filesystem"))?;
@@ -1677,18 +1700,26 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str) -> anyhow::Result<(
         return Err(err);
     };
     let data = tar_of(Path::new(src), &name)?;
-    put_archive(c, ctr, &dir, data).await
+    put_archive(c, ctr, &dir, data, uid_gid).await
 }
 
-async fn put_archive(c: &Client, ctr: &str, dir: &str, data: Vec<u8>) -> anyhow::Result<()> {
-    let path = format!(
-        "{}{}",
-        cpath(ctr, "archive"),
-        query(&[
-            ("path", dir.to_owned()),
-            ("noOverwriteDirNonDir", "true".into())
-        ])
-    );
+/// `PUT archive`: the tar unpacked in the directory `dir` (`-a`: with its owners).
+async fn put_archive(
+    c: &Client,
+    ctr: &str,
+    dir: &str,
+    data: Vec<u8>,
+    uid_gid: bool,
+) -> anyhow::Result<i64> {
+    let n = i64::try_from(data.len()).unwrap_or(i64::MAX);
+    let mut q = vec![
+        ("path", dir.to_owned()),
+        ("noOverwriteDirNonDir", "true".to_owned()),
+    ];
+    if uid_gid {
+        q.push(("copyUIDGID", "true".to_owned()));
+    }
+    let path = format!("{}{}", cpath(ctr, "archive"), query(&q));
     let r = c
         .send(
             Method::PUT,
@@ -1699,7 +1730,7 @@ async fn put_archive(c: &Client, ctr: &str, dir: &str, data: Vec<u8>) -> anyhow:
         .await
         .map_err(cp_err)?;
     r.into_body().collect().await?;
-    Ok(())
+    Ok(n)
 }
 
 #[cfg(test)]

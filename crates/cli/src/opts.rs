@@ -8,11 +8,35 @@ use serde_json::{json, Map, Value};
 
 /// A flag value that does not parse.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid argument {value:?} for \"{flag}\" flag: {why}")]
+#[error(
+    "invalid argument {value:?} for \"{}\" flag: {why}",
+    flag_display(flag)
+)]
 pub struct FlagError {
     pub flag: &'static str,
     pub value: String,
     pub why: String,
+}
+
+/// A flag as pflag names it in errors: `-p, --publish`, `--mount`.
+fn flag_display(flag: &str) -> String {
+    let short = match flag {
+        "publish" => Some('p'),
+        "volume" => Some('v'),
+        "env" => Some('e'),
+        "label" => Some('l'),
+        "memory" => Some('m'),
+        "workdir" => Some('w'),
+        "user" => Some('u'),
+        "hostname" => Some('h'),
+        "cpu-shares" => Some('c'),
+        "attach" => Some('a'),
+        _ => None,
+    };
+    match short {
+        Some(c) => format!("-{c}, --{flag}"),
+        None => format!("--{flag}"),
+    }
 }
 
 fn bad(flag: &'static str, value: &str, why: impl Into<String>) -> FlagError {
@@ -1080,7 +1104,7 @@ mod tests {
         let e = create_request(&t.o, false).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid argument \"x:80\" for \"publish\" flag: invalid hostPort: x"
+            "invalid argument \"x:80\" for \"-p, --publish\" flag: invalid hostPort: x"
         );
         let t = T::try_parse_from(["run", "--memory", "lots", "img"]).unwrap();
         assert!(create_request(&t.o, false).is_err());

@@ -22,6 +22,8 @@ fn err<T>(msg: impl Into<String>) -> Result<T> {
 enum Arg {
     /// `.A.B` (empty: `.`), with `$` meaning the root.
     Field(Vec<String>, bool),
+    /// `$name.A.B`.
+    Var(String, Vec<String>),
     Str(String),
     Num(f64),
     Bool(bool),
@@ -37,8 +39,16 @@ enum Node {
     Text(String),
     Action(Pipeline),
     If(Pipeline, Vec<Node>, Vec<Node>),
-    Range(Pipeline, Vec<Node>, Vec<Node>),
+    /// `range [[$k,] $v :=] pipeline`.
+    Range(
+        Option<(Option<String>, String)>,
+        Pipeline,
+        Vec<Node>,
+        Vec<Node>,
+    ),
     With(Pipeline, Vec<Node>, Vec<Node>),
+    /// `$x := pipeline`.
+    Assign(String, Pipeline),
 }
 
 /// A parsed template.
@@ -192,6 +202,14 @@ fn parse_arg(w: &str) -> Result<Arg> {
     if let Some(p) = w.strip_prefix('.') {
         return Ok(Arg::Field(p.split('.').map(str::to_owned).collect(), false));
     }
+    if let Some(v) = w.strip_prefix('$') {
+        let mut parts = v.split('.');
+        let name = parts.next().unwrap_or("").to_owned();
+        if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return err(format!("bad variable {w:?}"));
+        }
+        return Ok(Arg::Var(name, parts.map(str::to_owned).collect()));
+    }
     if w == "true" || w == "false" {
         return Ok(Arg::Bool(w == "true"));
     }
@@ -202,6 +220,16 @@ fn parse_arg(w: &str) -> Result<Arg> {
         return Ok(Arg::Ident(w.to_owned()));
     }
     err(format!("unexpected {w:?} in command"))
+}
+
+/// `$name` -> `name`.
+fn var_name(w: &str) -> Result<String> {
+    match w.strip_prefix('$') {
+        Some(n) if !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+            Ok(n.to_owned())
+        }
+        _ => err(format!("expected a variable, got {w:?}")),
+    }
 }
 
 fn parse_nodes(toks: &[Tok], pos: &mut usize, nested: bool) -> Result<(Vec<Node>, &'static str)> {
@@ -228,6 +256,27 @@ fn parse_nodes(toks: &[Tok], pos: &mut usize, nested: bool) -> Result<(Vec<Node>
                     "end" | "else" => return err(format!("unexpected {{{{{first}}}}}")),
                     "if" | "range" | "with" => {
                         let mut p = 1;
+                        // `range $v :=` / `range $k, $v :=`.
+                        let mut vars = None;
+                        if first == "range" {
+                            match ws.iter().position(|w| w == ":=") {
+                                Some(2) => vars = Some((None, var_name(&ws[1])?)),
+                                Some(3) => {
+                                    let k = ws[1].strip_suffix(',').ok_or_else(|| {
+                                        TemplateError(
+                                            "range can only initialize variables: want $k, $v"
+                                                .into(),
+                                        )
+                                    })?;
+                                    vars = Some((Some(var_name(k)?), var_name(&ws[2])?));
+                                }
+                                Some(_) => return err("too many declarations in range"),
+                                None => {}
+                            }
+                            if let Some((k, _)) = &vars {
+                                p = if k.is_some() { 4 } else { 3 };
+                            }
+                        }
                         let pipe = parse_pipeline(&ws, &mut p)?;
                         let (body, how) = parse_nodes(toks, pos, true)?;
                         let alt = if how == "else" {
@@ -241,9 +290,15 @@ fn parse_nodes(toks: &[Tok], pos: &mut usize, nested: bool) -> Result<(Vec<Node>
                         };
                         nodes.push(match first.as_str() {
                             "if" => Node::If(pipe, body, alt),
-                            "range" => Node::Range(pipe, body, alt),
+                            "range" => Node::Range(vars, pipe, body, alt),
                             _ => Node::With(pipe, body, alt),
                         });
+                    }
+                    _ if ws.get(1).is_some_and(|w| w == ":=" || w == "=") => {
+                        let name = var_name(first)?;
+                        let mut p = 2;
+                        let pipe = parse_pipeline(&ws, &mut p)?;
+                        nodes.push(Node::Assign(name, pipe));
                     }
                     _ => {
                         let mut p = 0;
@@ -514,12 +569,25 @@ fn lookup(v: &Value, path: &[String]) -> Result<Value> {
 
 struct Ctx<'a> {
     root: &'a Value,
+    /// Variables in scope, innermost last.
+    vars: std::cell::RefCell<Vec<(String, Value)>>,
 }
 
 impl Ctx<'_> {
     fn arg(&self, a: &Arg, dot: &Value) -> Result<Value> {
         Ok(match a {
             Arg::Field(p, root) => lookup(if *root { self.root } else { dot }, p)?,
+            Arg::Var(name, path) => {
+                let v = self
+                    .vars
+                    .borrow()
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| TemplateError(format!("undefined variable \"${name}\"")))?;
+                lookup(&v, path)?
+            }
             Arg::Str(s) => Value::String(s.clone()),
             Arg::Num(n) => serde_json::Number::from_f64(*n)
                 .map(|n| {
@@ -590,8 +658,20 @@ impl Ctx<'_> {
     }
 
     fn nodes(&self, nodes: &[Node], dot: &Value, out: &mut String) -> Result<()> {
+        // Variables assigned in this block end with it.
+        let depth = self.vars.borrow().len();
+        let r = self.nodes_in(nodes, dot, out);
+        self.vars.borrow_mut().truncate(depth);
+        r
+    }
+
+    fn nodes_in(&self, nodes: &[Node], dot: &Value, out: &mut String) -> Result<()> {
         for n in nodes {
             match n {
+                Node::Assign(name, p) => {
+                    let v = self.pipeline(p, dot)?;
+                    self.vars.borrow_mut().push((name.clone(), v));
+                }
                 Node::Text(s) => out.push_str(s),
                 Node::Action(p) => out.push_str(&go_string(&self.pipeline(p, dot)?)),
                 Node::If(p, body, alt) => {
@@ -609,14 +689,20 @@ impl Ctx<'_> {
                         self.nodes(alt, dot, out)?;
                     }
                 }
-                Node::Range(p, body, alt) => {
+                Node::Range(vars, p, body, alt) => {
                     let v = self.pipeline(p, dot)?;
-                    let items: Vec<Value> = match v {
-                        Value::Array(a) => a,
+                    let items: Vec<(Value, Value)> = match v {
+                        Value::Array(a) => a
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| (Value::from(i), v))
+                            .collect(),
                         Value::Object(o) => {
                             let mut keys: Vec<_> = o.keys().cloned().collect();
                             keys.sort();
-                            keys.into_iter().map(|k| o[&k].clone()).collect()
+                            keys.into_iter()
+                                .map(|k| (Value::String(k.clone()), o[&k].clone()))
+                                .collect()
                         }
                         Value::Null => Vec::new(),
                         other => {
@@ -626,8 +712,18 @@ impl Ctx<'_> {
                     if items.is_empty() {
                         self.nodes(alt, dot, out)?;
                     }
-                    for it in &items {
-                        self.nodes(body, it, out)?;
+                    for (k, it) in &items {
+                        let depth = self.vars.borrow().len();
+                        if let Some((kv, vv)) = vars {
+                            let mut vs = self.vars.borrow_mut();
+                            if let Some(kv) = kv {
+                                vs.push((kv.clone(), k.clone()));
+                            }
+                            vs.push((vv.clone(), it.clone()));
+                        }
+                        let r = self.nodes(body, it, out);
+                        self.vars.borrow_mut().truncate(depth);
+                        r?;
                     }
                 }
             }
@@ -648,7 +744,11 @@ impl Template {
     /// Runs the template on `v`.
     pub fn render(&self, v: &Value) -> Result<String> {
         let mut out = String::new();
-        Ctx { root: v }.nodes(&self.nodes, v, &mut out)?;
+        Ctx {
+            root: v,
+            vars: std::cell::RefCell::new(Vec::new()),
+        }
+        .nodes(&self.nodes, v, &mut out)?;
         Ok(out)
     }
 }
@@ -707,6 +807,31 @@ mod tests {
         assert_eq!(r("a {{- \"b\" -}} c", v.clone()), "abc");
         assert_eq!(r("{{range $.L}}{{$.T}}{{end}}", v), "truetrue");
         assert_eq!(r("{{if eq .X \"a\"}}A{{end}}", json!({"X": "a"})), "A");
+    }
+
+    #[test]
+    fn variables() {
+        let v = json!({"Labels": {"b": "2", "a": "1"}, "L": ["x", "y"], "N": "n"});
+        assert_eq!(
+            r(
+                "{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}",
+                v.clone()
+            ),
+            "a=1;b=2;"
+        );
+        assert_eq!(
+            r("{{range $i, $e := .L}}{{$i}}:{{$e}} {{end}}", v.clone()),
+            "0:x 1:y "
+        );
+        assert_eq!(
+            r("{{range $e := .L}}{{$e}}{{$.N}}{{end}}", v.clone()),
+            "xnyn"
+        );
+        assert_eq!(
+            r("{{$n := .N}}{{range .L}}{{$n}}{{.}}{{end}}", v.clone()),
+            "nxny"
+        );
+        assert!(Template::parse("{{$x}}").unwrap().render(&v).is_err());
     }
 
     #[test]

@@ -187,7 +187,7 @@ fn skiff_run_output_exit_codes_and_streams() {
     // Bad flags: 125, naming the flag, and nothing created.
     let err = s.fails(&["run", "-p", "x:80", IMAGE, "true"], 125);
     assert!(
-        err.contains("invalid argument \"x:80\" for \"publish\" flag"),
+        err.contains("invalid argument \"x:80\" for \"-p, --publish\" flag"),
         "{err}"
     );
     let err = s.fails(&["run", "--rm", "--restart", "always", IMAGE, "true"], 125);
