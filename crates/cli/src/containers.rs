@@ -1852,6 +1852,25 @@ mod tests {
     }
 
     #[test]
+    fn since_until_values() {
+        assert_eq!(time_arg("2024-01-02T03:04:05Z"), "1704164645.000000000");
+        assert_eq!(time_arg("1700000000"), "1700000000");
+        let now = || {
+            i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            )
+            .unwrap()
+        };
+        let before = now();
+        let rel: i64 = time_arg("10m").parse().unwrap();
+        let after = now();
+        assert!((before - 600..=after - 600).contains(&rel), "{rel}");
+    }
+
+    #[test]
     fn container_paths() {
         assert_eq!(
             split_container_path("web:/etc/passwd"),
