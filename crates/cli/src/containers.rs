@@ -1521,7 +1521,8 @@ pub async fn cp(c: &Client, a: CpArgs) -> anyhow::Result<()> {
         (None, None) => bail!("must specify at least one container source"),
         (Some((ctr, path)), None) => {
             let n = cp_from(c, ctr, path, &a.dest).await?;
-            if !a.quiet && a.dest != "-" {
+            // Like docker: only on a terminal.
+            if !a.quiet && a.dest != "-" && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!(
                     "Successfully copied {} to {}",
                     format::human_size_prec(n, 3),
@@ -1532,7 +1533,7 @@ pub async fn cp(c: &Client, a: CpArgs) -> anyhow::Result<()> {
         }
         (None, Some((ctr, path))) => {
             let n = cp_to(c, &a.src, ctr, path, a.archive).await?;
-            if !a.quiet {
+            if !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!(
                     "Successfully copied {} to {}",
                     format::human_size_prec(n, 3),
