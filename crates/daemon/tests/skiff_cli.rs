@@ -498,6 +498,24 @@ fn skiff_push_pull_and_cp() {
         let back = w.tmp.path().join("back");
         s.ok(&["cp", "box:/tmp/d", back.to_str().unwrap()]);
         assert_eq!(std::fs::read_to_string(back.join("f")).unwrap(), "deep\n");
+        // Into an existing directory the copy keeps its name.
+        s.ok(&["cp", "box:/tmp/d", back.to_str().unwrap()]);
+        assert_eq!(std::fs::read_to_string(back.join("d/f")).unwrap(), "deep\n");
+        // A local directory into the container under a new name.
+        s.ok(&["cp", back.to_str().unwrap(), "box:/tmp/up"]);
+        assert_eq!(s.ok(&["exec", "box", "cat", "/tmp/up/d/f"]), "deep\n");
+        // `-` as the destination: the tar itself.
+        let tar = s.run(&["cp", "box:/tmp/in.txt", "-"], None);
+        assert!(tar.status.success());
+        let mut ar = tar::Archive::new(&tar.stdout[..]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["in.txt"]);
+        let err = s.fails(&["cp", "box:/no/such", back.to_str().unwrap()], 1);
+        assert!(err.contains("/no/such"), "{err}");
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
