@@ -707,3 +707,76 @@ fn skiff_start_attach_signals_login_and_events() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn skiff_networks_and_ports_match_docker() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let s = Skiff::new(&w);
+    // Until skiffd serves /networks, the commands fail with the daemon's clear 404.
+    let ls = s.run(&["network", "ls"], None);
+    if !ls.status.success() {
+        let err = String::from_utf8_lossy(&ls.stderr);
+        assert_eq!(err, "Error response from daemon: page not found\n");
+        return;
+    }
+    s.same_as_docker(&["network", "ls"]);
+    let id = s.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.231.7.0/24",
+        "--label",
+        "t=1",
+        "clinet",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let hp = free_port().to_string();
+    let publish = format!("127.0.0.1:{hp}:80");
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "n1",
+        "--network",
+        "clinet",
+        "--ip",
+        "10.231.7.50",
+        "-p",
+        &publish,
+        "--expose",
+        "9000-9001",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    for args in [
+        &[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}}",
+        ][..],
+        &["network", "inspect", "clinet"],
+        &["network", "ls", "-q", "--filter", "name=clinet"],
+        &["ps", "--format", "{{.Names}} {{.Ports}} {{.Networks}}"],
+        &["port", "n1"],
+        &["port", "n1", "80"],
+        &[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}",
+            "n1",
+        ],
+    ] {
+        s.same_as_docker(args);
+    }
+    assert_eq!(s.ok(&["port", "n1", "80"]), format!("127.0.0.1:{hp}\n"));
+    let err = s.fails(&["network", "rm", "bridge"], 1);
+    assert!(err.contains("pre-defined network"), "{err}");
+    s.ok(&["rm", "-f", "n1"]);
+    assert_eq!(s.ok(&["network", "rm", "clinet"]), "clinet\n");
+    assert!(!s.ok(&["network", "ls"]).contains("clinet"));
+}
