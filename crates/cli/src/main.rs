@@ -122,6 +122,16 @@ enum Cmd {
     Login(system::LoginArgs),
     /// Log out from a registry
     Logout(system::LogoutArgs),
+    /// Manage containers (`skiff container ls|run|rm|...`, the commands above)
+    Container {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Manage images (`skiff image ls|pull|rm|...`, the commands above)
+    Image {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Manage volumes
     #[command(subcommand)]
     Volume(system::VolumeCmd),
@@ -398,7 +408,8 @@ async fn dispatch(host: &str, cmd: Cmd) -> anyhow::Result<u8> {
         Version(a) => system::version(&c, a).await.map(|()| 0),
         Events(a) => system::events(&c, a).await.map(|()| 0),
         ContainerPrune(a) => system::container_prune(&c, a).await.map(|()| 0),
-        Completion { .. } => Ok(0),
+        // Rewritten to the plain commands before parsing (see `rewrite`).
+        Completion { .. } | Container { .. } | Image { .. } => Ok(0),
     }
 }
 
