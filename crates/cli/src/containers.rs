@@ -540,12 +540,13 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<u8> {
         println!("{id}");
         return Ok(0);
     }
-    let stdin = o.interactive;
+    let (stdin, want_out, want_err) = opts::attach_streams(o, false)?;
+    let flag = |b: bool| if b { "1" } else { "0" }.to_owned();
     let mut attach_q = vec![
         ("stream", "1".to_owned()),
-        ("stdin", if stdin { "1" } else { "0" }.to_owned()),
-        ("stdout", "1".to_owned()),
-        ("stderr", "1".to_owned()),
+        ("stdin", flag(stdin)),
+        ("stdout", flag(want_out)),
+        ("stderr", flag(want_err)),
     ];
     if let Some(k) = &o.detach_keys {
         attach_q.push(("detachKeys", k.clone()));

@@ -623,6 +623,37 @@ fn bytes_flag(flag: &'static str, v: &Option<String>) -> Result<Option<i64>> {
         .transpose()
 }
 
+/// The streams `run` attaches (stdin, stdout, stderr): `-a` names them, else stdout and
+/// stderr (and stdin with `-i`) unless detached.
+pub fn attach_streams(o: &CreateOpts, detach: bool) -> Result<(bool, bool, bool)> {
+    if o.attach.is_empty() {
+        return Ok((o.interactive && !detach, !detach, !detach));
+    }
+    if detach {
+        return Err(bad(
+            "attach",
+            &o.attach.join(","),
+            "Conflicting options: -a and -d",
+        ));
+    }
+    let (mut i, mut out, mut err) = (false, false, false);
+    for a in &o.attach {
+        match a.to_ascii_lowercase().as_str() {
+            "stdin" => i = true,
+            "stdout" => out = true,
+            "stderr" => err = true,
+            _ => {
+                return Err(bad(
+                    "attach",
+                    a,
+                    "valid streams are STDIN, STDOUT and STDERR",
+                ))
+            }
+        }
+    }
+    Ok((i, out, err))
+}
+
 /// What `create` sends: the body, the name and platform query values, the image.
 #[derive(Debug)]
 pub struct CreateRequest {
@@ -751,29 +782,7 @@ pub fn create_request(o: &CreateOpts, detach: bool) -> Result<CreateRequest> {
         None => None,
     };
 
-    let attach_stdin = o.interactive;
-    let mut attach_stdout = !detach;
-    let mut attach_stderr = !detach;
-    let mut attach_in = attach_stdin && !detach;
-    if !o.attach.is_empty() {
-        attach_in = false;
-        attach_stdout = false;
-        attach_stderr = false;
-        for a in &o.attach {
-            match a.to_ascii_lowercase().as_str() {
-                "stdin" => attach_in = true,
-                "stdout" => attach_stdout = true,
-                "stderr" => attach_stderr = true,
-                _ => {
-                    return Err(bad(
-                        "attach",
-                        a,
-                        "valid streams are STDIN, STDOUT and STDERR",
-                    ))
-                }
-            }
-        }
-    }
+    let (attach_in, attach_stdout, attach_stderr) = attach_streams(o, detach)?;
 
     let mut config = Map::new();
     config.insert("Image".into(), json!(image));
@@ -1109,6 +1118,11 @@ mod tests {
         let t = T::try_parse_from(["run", "--memory", "lots", "img"]).unwrap();
         assert!(create_request(&t.o, false).is_err());
         assert!(parse_detach_keys("ctrl-p,ctrl-q").unwrap() == vec![16, 17]);
+        let t = T::try_parse_from(["run", "-a", "stdout", "-i", "img"]).unwrap();
+        assert_eq!(attach_streams(&t.o, false).unwrap(), (false, true, false));
+        assert!(attach_streams(&t.o, true).is_err());
+        let t = T::try_parse_from(["run", "-a", "bogus", "img"]).unwrap();
+        assert!(create_request(&t.o, false).is_err());
         assert!(parse_detach_keys("ctrl-").is_err());
     }
 

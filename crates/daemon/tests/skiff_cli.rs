@@ -202,6 +202,23 @@ fn skiff_run_output_exit_codes_and_streams() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
 
+    // -a picks the streams.
+    let out = s.run(
+        &[
+            "run",
+            "--rm",
+            "-a",
+            "stderr",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo out; echo err >&2",
+        ],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+
     // -i with piped stdin: the data, then EOF.
     assert_eq!(
         s.ok_in(
