@@ -256,6 +256,32 @@ fn skiff_run_output_exit_codes_and_streams() {
     assert!(text.contains("got:typed"), "{text:?}");
     assert!(out.status.success(), "{out:?}");
 
+    // A window-size change (SIGWINCH) reaches the container's tty: the container says when
+    // it has read its first size (a file in a bind mount), then waits for the new one.
+    let sync = w.tmp.path().join("winch");
+    std::fs::create_dir(&sync).unwrap();
+    let inner = "stty size; touch /sync/ready; i=0; \
+                 while [ \"$(stty size)\" = \"22 77\" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+                 stty size";
+    let out = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "stty cols 77 rows 22; DOCKER_HOST=unix://{} {} run --rm -t -v {}:/sync {IMAGE} sh -c '{inner}' & \
+             i=0; while [ ! -e {}/ready ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; \
+             stty cols 90 rows 30; kill -WINCH $!; wait",
+            s.sock().display(),
+            s.bin.display(),
+            sync.display(),
+            sync.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let sizes: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(sizes, ["22 77", "30 90"], "{text:?}");
+
     // run -d, logs, logs -f (ends when the container does), exec, stop, rm.
     let id = s.ok(&[
         "run",
@@ -585,7 +611,13 @@ fn skiff_start_attach_signals_login_and_events() {
     s.ok(&["rm", "at"]);
 
     // -it: ctrl-p ctrl-q detaches, the container goes on; attach reaches it again.
-    let under_tty = |cmd: &str, keys: &[(u64, &[u8])]| {
+    enum Step<'a> {
+        /// Until the container runs (skiff's terminal is raw by then).
+        Running(&'a str),
+        Pause(u64),
+        Type(&'a [u8]),
+    }
+    let under_tty = |cmd: &str, steps: &[Step]| {
         let mut child = Command::new("script")
             .args(["-qec"])
             .arg(format!(
@@ -600,17 +632,53 @@ fn skiff_start_attach_signals_login_and_events() {
             .spawn()
             .unwrap();
         let mut si = child.stdin.take().unwrap();
-        for (pause, bytes) in keys {
-            std::thread::sleep(Duration::from_millis(*pause));
-            si.write_all(bytes).unwrap();
+        for step in steps {
+            match step {
+                Step::Running(name) => {
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    // (Not created yet: inspect fails.)
+                    while s
+                        .run(&["inspect", "-f", "{{.State.Running}}", name], None)
+                        .stdout
+                        != b"true\n"
+                    {
+                        assert!(Instant::now() < deadline, "{name} did not start");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                Step::Pause(ms) => std::thread::sleep(Duration::from_millis(*ms)),
+                Step::Type(bytes) => si.write_all(bytes).unwrap(),
+            }
         }
-        let out = child.wait_with_output().unwrap();
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+                panic!(
+                    "skiff {cmd} under script did not end\nskiffd log:\n{}",
+                    w.log()
+                );
+            }
+        };
         drop(si);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // The default keys once the terminal is raw (^Q typed earlier would be flow control).
     let out = under_tty(
         &format!("run -it --name dk {IMAGE} sh; echo status=$?"),
-        &[(1500, b"\x10\x11")],
+        &[
+            Step::Running("dk"),
+            Step::Pause(300),
+            Step::Type(b"\x10\x11"),
+        ],
     );
     assert!(out.contains("read escape sequence"), "{out:?}");
     assert!(out.contains("status=0"), "{out:?}");
@@ -618,12 +686,21 @@ fn skiff_start_attach_signals_login_and_events() {
         s.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]),
         "true\n"
     );
+    // --detach-keys, with keys no terminal mode treats specially.
     let out = under_tty(
-        "attach dk; echo status=$?",
-        &[(1000, b"echo again-$((40+2))\r"), (1000, b"\x10\x11")],
+        "attach --detach-keys ctrl-a,z dk; echo status=$?",
+        &[
+            Step::Type(b"echo again-$((40+2))\r"),
+            Step::Pause(1000),
+            Step::Type(b"\x01z"),
+        ],
     );
     assert!(out.contains("again-42"), "{out:?}");
     assert!(out.contains("status=0"), "{out:?}");
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]),
+        "true\n"
+    );
     s.ok(&["rm", "-f", "dk"]);
 
     // run without a tty forwards the signals skiff gets (--sig-proxy).
