@@ -1,82 +1,22 @@
-//! Showing progress messages on a terminal the way the Docker CLI does.
+//! Showing progress messages on a terminal the way the Docker CLI does: the renderer lives in
+//! `skiff-progress` (shared with the `skiff` CLI); this module feeds it [`Progress`] messages.
 
-use std::collections::HashMap;
-use std::io::{self, Write};
+pub use skiff_progress::Renderer;
 
 use crate::Progress;
 
-/// Draws [`Progress`] messages: on a terminal, one line per layer redrawn in place (ANSI
-/// cursor movement, like `docker pull`); otherwise one line per status change.
-#[derive(Debug)]
-pub struct Renderer<W: Write> {
-    out: W,
-    tty: bool,
-    /// Layer ID -> its line (0 = first) in the current block.
-    lines: HashMap<String, usize>,
-    count: usize,
-    last: HashMap<String, String>,
-}
-
-impl<W: Write> Renderer<W> {
-    /// A renderer writing to `out`; `tty` selects the in-place display.
-    pub fn new(out: W, tty: bool) -> Self {
-        Renderer {
-            out,
-            tty,
-            lines: HashMap::new(),
-            count: 0,
-            last: HashMap::new(),
-        }
+impl skiff_progress::Line for Progress {
+    fn status(&self) -> Option<&str> {
+        self.status.as_deref()
     }
-
-    /// Shows one message.
-    pub fn show(&mut self, p: &Progress) -> io::Result<()> {
-        let Some(status) = &p.status else {
-            return Ok(());
-        };
-        let tracked = p.id.is_some() && (p.progress_detail.is_some() || p.progress.is_some());
-        let text = match &p.id {
-            Some(id) => format!("{id}: {status}"),
-            None => status.clone(),
-        };
-        if !self.tty {
-            if let (true, Some(id)) = (tracked, &p.id) {
-                if self.last.get(id) == Some(status) {
-                    return Ok(());
-                }
-                self.last.insert(id.clone(), status.clone());
-            }
-            writeln!(self.out, "{text}")?;
-            return self.out.flush();
-        }
-        let text = match &p.progress {
-            Some(bar) if !bar.is_empty() => format!("{text} {bar}"),
-            _ => text,
-        };
-        match (&p.id, tracked) {
-            (Some(id), true) => match self.lines.get(id) {
-                None => {
-                    self.lines.insert(id.clone(), self.count);
-                    self.count += 1;
-                    write!(self.out, "\x1b[2K\r{text}\n")?;
-                }
-                Some(&line) => {
-                    let up = self.count - line;
-                    write!(self.out, "\x1b[{up}A\x1b[2K\r{text}\r\x1b[{up}B")?;
-                }
-            },
-            _ => {
-                self.lines.clear();
-                self.count = 0;
-                write!(self.out, "\x1b[2K\r{text}\n")?;
-            }
-        }
-        self.out.flush()
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
-
-    /// The writer back.
-    pub fn into_inner(self) -> W {
-        self.out
+    fn bar(&self) -> Option<&str> {
+        self.progress.as_deref()
+    }
+    fn has_detail(&self) -> bool {
+        self.progress_detail.is_some()
     }
 }
 
