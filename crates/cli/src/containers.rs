@@ -1003,7 +1003,14 @@ pub async fn ps(c: &Client, a: PsArgs) -> anyhow::Result<()> {
     if last > 0 {
         q.push(("limit", last.to_string()));
     }
-    if a.size {
+    // As the docker CLI: sizes are asked for when shown, by -s or by a format that uses
+    // .Size (`{{json .}}` renders every field, .Size included).
+    let wants_size = a.size
+        || (!a.quiet
+            && a.format
+                .as_deref()
+                .is_some_and(|f| f.contains(".Size") || f.replace(' ', "").contains("{{json.}}")));
+    if wants_size {
         q.push(("size", "1".to_owned()));
     }
     if let Some(f) = filters_json(&a.filter)? {

@@ -298,6 +298,24 @@ fn resolv_conf(hc: &HostConfig, host_net: bool) -> String {
     s
 }
 
+/// Docker's `units.HumanDuration` ("Up 5 seconds", "Exited (0) About a minute ago").
+fn human_duration(secs: i64) -> String {
+    let hours = (secs + 1800) / 3600; // Go rounds the hours: int(d.Hours() + 0.5)
+    match secs {
+        ..=0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{secs} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", secs / 60),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", secs / 3600 / 24 / 365),
+    }
+}
+
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     skiff_container::state::write_atomic(path, data)
         .map_err(rt_err(format!("cannot write {}", path.display())))
@@ -774,13 +792,7 @@ fn human_status(s: &State) -> String {
             .unwrap_or(0) as i64
             - to_i64(t))
         .max(0);
-        match secs {
-            0 => "Less than a second".to_string(),
-            1..=59 => format!("{secs} seconds"),
-            60..=3599 => format!("{} minutes", secs / 60),
-            3600..=86399 => format!("{} hours", secs / 3600),
-            _ => format!("{} days", secs / 86400),
-        }
+        human_duration(secs)
     };
     match s.status {
         Status::Created => "Created".into(),
@@ -1669,6 +1681,29 @@ impl Waiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_like_dockers() {
+        for (secs, want) in [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (3599, "59 minutes"),
+            (3600, "About an hour"),
+            (5399, "About an hour"),
+            (5400, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600, "2 days"),
+            (14 * 86400, "2 weeks"),
+            (60 * 86400, "2 months"),
+            (800 * 86400, "2 years"),
+        ] {
+            assert_eq!(human_duration(secs), want, "{secs} s");
+        }
+    }
 
     #[test]
     fn merge_follows_docker() {

@@ -160,8 +160,12 @@ fn run(o: &Opts) -> i32 {
     drop(child);
     // Its group takes the terminal (SIGTTOU is blocked, so this works from any group).
     let stdin = std::io::stdin();
-    if nix::unistd::isatty(std::os::fd::AsRawFd::as_raw_fd(&stdin)).unwrap_or(false) {
-        let _ = nix::unistd::tcsetpgrp(stdin.as_fd(), pid);
+    if nix::unistd::isatty(std::os::fd::AsRawFd::as_raw_fd(&stdin)).unwrap_or(false)
+        && nix::unistd::tcsetpgrp(stdin.as_fd(), pid).is_ok()
+    {
+        // The command may have touched the terminal before its group owned it and been
+        // stopped (SIGTTIN/SIGTTOU): it goes on now, and its read or write is retried.
+        let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGCONT);
     }
     let target = if o.group {
         Pid::from_raw(-pid.as_raw())
