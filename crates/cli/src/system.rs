@@ -957,9 +957,11 @@ async fn df(c: &Client, verbose: bool, format: Option<String>) -> anyhow::Result
     let used: i64 = images
         .iter()
         .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
-        .map(|i| i["Size"].as_i64().unwrap_or(0) - i["SharedSize"].as_i64().unwrap_or(0).max(0))
+        .filter(|i| i["VirtualSize"].as_i64() != Some(-1) && i["SharedSize"].as_i64() != Some(-1))
+        .map(|i| i["VirtualSize"].as_i64().unwrap_or(0) - i["SharedSize"].as_i64().unwrap_or(0))
         .sum();
-    // Docker: what the layers take minus what images in use need.
+    // Docker's CLI: what the layers take minus what images in use need, "in use" counted
+    // from VirtualSize (which API 1.44+ no longer sends: then every layer is reclaimable).
     let reclaim_images = (layers - used).max(0);
     let csize: i64 = containers
         .iter()
@@ -1147,12 +1149,29 @@ pub async fn info(c: &Client, a: FormatArg) -> anyhow::Result<()> {
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-        .map(|x| x.trim_start_matches("name=").to_owned())
+        .map(str::to_owned)
         .collect();
     if !sec.is_empty() {
         o.push_str(" Security Options:\n");
+        // "name=seccomp,profile=default" -> "  seccomp" and "   Profile: default", as the
+        // docker CLI decodes them (an entry without "name=" is a bare name).
         for x in sec {
-            o.push_str(&format!("  {x}\n"));
+            let mut name = x.as_str();
+            let mut profile = None;
+            if x.contains('=') {
+                name = "";
+                for kv in x.split(',') {
+                    match kv.split_once('=') {
+                        Some(("name", v)) => name = v,
+                        Some(("profile", v)) => profile = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            o.push_str(&format!("  {name}\n"));
+            if let Some(p) = profile {
+                o.push_str(&format!("   Profile: {p}\n"));
+            }
         }
     }
     o.push_str(&format!(
