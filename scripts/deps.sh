@@ -3,6 +3,9 @@
 # Usage: scripts/deps.sh [demo|test]
 set -euo pipefail
 want=(busybox-static ca-certificates gcc libc6-dev pkg-config procps iproute2 util-linux)
+# skiffd's networks write their rules with nft; the demo also drives skiffd with the docker CLI
+# (policy-rc.d below keeps the package's own dockerd from starting).
+want+=(nftables docker.io)
 if [ "${1:-demo}" = test ]; then
 	# Engines the runtime is tested under, and what the cgroup v2 VM lane boots with.
 	want+=(containerd docker.io runc qemu-system-x86 cpio xz-utils e2fsprogs)
@@ -11,7 +14,6 @@ if [ "${1:-demo}" = test ]; then
 	want+=(python3-docker) # docker-py smoke test of skiffd (skipped when python3 lacks it)
 	# newuidmap/newgidmap for rootless multi-range id maps.
 	want+=(uidmap)
-	want+=(nftables) # skiff-network writes its table with nft (busybox-static, iproute2 are above)
 fi
 missing=()
 for p in "${want[@]}"; do

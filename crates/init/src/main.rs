@@ -134,12 +134,16 @@ fn run(o: &Opts) -> i32 {
             eprintln!("[{NAME}] cannot become a subreaper ({e}): zombies may not be reaped");
         }
     }
-    // Spawned before signals are blocked: the standard library gives the child this
-    // thread's mask. A signal in the short window before the block is lost (PID 1 of a
-    // container ignores what it has no handler for); a child that ends in it is found by
-    // the reap before the first wait.
+    // Signals are blocked first, so none is lost (or kills this process) while the child
+    // starts; the child unblocks them before it execs the command.
+    let set = forwarded();
+    if let Err(e) = set.thread_block() {
+        eprintln!("[{NAME}] cannot block signals: {e}");
+        return 1;
+    }
     let mut cmd = Command::new(&o.cmd[0]);
     cmd.args(&o.cmd[1..]).process_group(0);
+    skiff_sys::process::spawn_unblocked(&mut cmd);
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -151,11 +155,6 @@ fn run(o: &Opts) -> i32 {
             };
         }
     };
-    let set = forwarded();
-    if let Err(e) = set.thread_block() {
-        eprintln!("[{NAME}] cannot block signals: {e}");
-        return 1;
-    }
     let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     drop(child);
     // Its group takes the terminal (SIGTTOU is blocked, so this works from any group).

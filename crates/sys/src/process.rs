@@ -202,3 +202,30 @@ pub fn release_unused_stack() {
     // only drops the pages; the next touch maps zero pages. No Rust reference points there.
     let _ = unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) };
 }
+
+/// Makes the child of `cmd` start with no blocked signals.
+///
+/// A parent that blocks signals to read them from a signalfd (skiff-init) would otherwise
+/// pass the block on: the command could then not be stopped with SIGTERM.
+pub fn spawn_unblocked(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let unblock = || -> std::io::Result<()> {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set it is given; pthread_sigmask reads that
+        // initialised set and writes nothing back (NULL old set). Both are async-signal-safe.
+        let rc = unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut())
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::from_raw_os_error(rc))
+        }
+    };
+    // SAFETY: the hook runs in the forked child before exec; it allocates nothing, takes no
+    // lock and only makes the two async-signal-safe calls above.
+    unsafe {
+        cmd.pre_exec(unblock);
+    }
+}
