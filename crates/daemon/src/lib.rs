@@ -44,6 +44,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 mod images;
+mod networks_api;
 mod router;
 pub mod server;
 mod system;
@@ -89,6 +90,9 @@ pub enum DaemonError {
     /// The volume folder could not be opened.
     #[error("opening the volume store failed")]
     Volumes(#[source] volumes::VolumeError),
+    /// The network state could not be opened or reconciled.
+    #[error("opening the network state failed")]
+    Network(#[source] skiff_network::NetworkError),
     /// The container engine could not be opened.
     #[error("opening the container engine failed")]
     Engine(#[source] Box<skiff_engine::Error>),
@@ -115,8 +119,10 @@ pub(crate) struct State {
     pub(crate) volumes: VolumeStore,
     pub(crate) registry: skiff_registry::Config,
     pub(crate) client: skiff_registry::Client,
-    pub(crate) events: Events,
+    pub(crate) events: Arc<Events>,
     pub(crate) engine: Arc<skiff_engine::Engine>,
+    pub(crate) network: Arc<skiff_network::NetworkManager>,
+    pub(crate) net_hook: Arc<networks_api::Hook>,
     pub(crate) execs: containers::Execs,
     pub(crate) id: String,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -187,7 +193,14 @@ impl Daemon {
         let client =
             skiff_registry::Client::new(registry.clone()).map_err(DaemonError::Registry)?;
         let id = engine_id(root)?;
-        let engine = open_engine(&config, &store)?;
+        let network = Arc::new(networks_api::open(&config).map_err(DaemonError::Network)?);
+        let events = Arc::new(Events::default());
+        let net_hook = Arc::new(networks_api::Hook {
+            mgr: network.clone(),
+            events: events.clone(),
+            containers: config.data_root.join("containers"),
+        });
+        let engine = open_engine(&config, &store, net_hook.clone())?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(Daemon {
             state: Arc::new(State {
@@ -196,8 +209,10 @@ impl Daemon {
                 volumes,
                 registry,
                 client,
-                events: Events::default(),
+                events,
                 engine: Arc::new(engine),
+                network,
+                net_hook,
                 execs: containers::Execs::default(),
                 id,
                 shutdown,
@@ -233,7 +248,11 @@ impl Daemon {
 
 /// Opens the container engine: `skiff-monitor` from next to this executable (unless the
 /// configuration names one), `skiffd exec-helper` as the exec helper.
-fn open_engine(config: &Config, store: &Store) -> Result<skiff_engine::Engine, DaemonError> {
+fn open_engine(
+    config: &Config,
+    store: &Store,
+    network: Arc<networks_api::Hook>,
+) -> Result<skiff_engine::Engine, DaemonError> {
     let exe = std::env::current_exe().map_err(|source| DaemonError::Io {
         op: "locating",
         path: "/proc/self/exe".into(),
@@ -254,6 +273,7 @@ fn open_engine(config: &Config, store: &Store) -> Result<skiff_engine::Engine, D
         store.clone(),
     );
     cfg.exec_helper = Some((exe, vec![EXEC_HELPER_ARG.to_owned()]));
+    cfg.network = Some(network);
     skiff_engine::Engine::open(cfg).map_err(|e| DaemonError::Engine(Box::new(e)))
 }
 

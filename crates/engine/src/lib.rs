@@ -26,6 +26,7 @@ mod logs;
 mod model;
 mod monitor;
 mod names;
+mod netmode;
 pub mod spec;
 pub mod volumes;
 

@@ -119,10 +119,7 @@ impl Proxy {
         let to = SocketAddr::new(IpAddr::V4(target), spec.container_port);
         let conflict = |e: io::Error| {
             if e.kind() == io::ErrorKind::AddrInUse {
-                NetworkError::Conflict(format!(
-                    "Bind for {bind}/{} failed: port is already allocated",
-                    spec.proto
-                ))
+                NetworkError::Conflict(format!("Bind for {bind} failed: port is already allocated"))
             } else if e.kind() == io::ErrorKind::AddrNotAvailable {
                 NetworkError::InvalidInput(format!(
                     "cannot publish on {bind}/{}: {ip} is not an address of this host",
