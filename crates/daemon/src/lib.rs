@@ -129,6 +129,17 @@ pub(crate) struct State {
     shutdown_tx: watch::Sender<bool>,
 }
 
+impl Drop for State {
+    fn drop(&mut self) {
+        // The last reference goes at exit: an idle daemon leaves no bridge or rule behind.
+        match self.network.shutdown() {
+            Ok(true) => tracing::info!("network devices removed (no container attached)"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot remove the network devices: {}", error::chain(&e)),
+        }
+    }
+}
+
 /// The daemon: state plus the API. Cheap to clone.
 #[derive(Clone)]
 pub struct Daemon {

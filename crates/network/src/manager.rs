@@ -1077,6 +1077,38 @@ impl NetworkManager {
         Ok(report)
     }
 
+    /// At a daemon's clean exit: when no container is attached any more, removes the bridges
+    /// and the nftables table (the state keeps the networks; [`reconcile`](Self::reconcile)
+    /// brings them back at the next start), so a stopped daemon leaves no device behind.
+    /// Returns whether it did.
+    pub fn shutdown(&self) -> Result<bool> {
+        let mut inner = self.lock();
+        if inner.state.endpoints.iter().any(|e| !e.host_if.is_empty()) {
+            return Ok(false);
+        }
+        inner.dns.clear();
+        inner.proxies.clear();
+        let bridges: Vec<String> = inner
+            .state
+            .networks
+            .iter()
+            .filter(|n| n.materialized)
+            .filter_map(|n| n.info.bridge.clone())
+            .collect();
+        netlink::delete_links(&bridges)?;
+        nft::apply(&self.cfg.prefix, &[])?;
+        for n in inner
+            .state
+            .networks
+            .iter_mut()
+            .filter(|n| n.info.predefined)
+        {
+            n.materialized = false;
+        }
+        self.save(&inner)?;
+        Ok(true)
+    }
+
     /// Removes everything this instance created: endpoints, user-defined networks, the
     /// default bridge and the nftables table (uninstall, and test cleanup). The state file
     /// keeps only the predefined networks.
