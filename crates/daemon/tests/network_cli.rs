@@ -429,7 +429,8 @@ fn container_mode_shares_the_network_namespace() {
         None,
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No such container: nope"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No such container: nope"), "{err}");
     w.docker(&["create", "--name", "stopped", IMAGE, "true"]);
     let out = w.try_docker(
         &[
@@ -443,7 +444,8 @@ fn container_mode_shares_the_network_namespace() {
         None,
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("non running container"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("non running container"), "{err}");
 }
 
 #[test]

@@ -358,6 +358,7 @@ impl Shared {
             init_bin: self.cfg.init_bin.as_deref(),
         };
         let mut spec = spec::build(&st.rec, &env)?;
+        let mut join_err = None;
         if let Some(other) = netmode::joined(st.rec.host_config.network_mode.as_deref()) {
             // From its persisted record: taking the table lock here (a container locked)
             // would invert the lock order.
@@ -367,10 +368,9 @@ impl Shared {
                 .filter(|r| r.state.status.is_running())
                 .map_or(0, |r| r.state.pid);
             if pid <= 0 {
-                let _ = self.cfg.store.unmount_rootfs(&id);
-                return Err(Error::Conflict(format!(
+                join_err = Some(format!(
                     "cannot join network namespace of a non running container: {other}"
-                )));
+                ));
             }
             netmode::join_netns(&mut spec, Path::new(&format!("/proc/{pid}/ns/net")));
         }
@@ -392,19 +392,22 @@ impl Shared {
             .network
             .clone()
             .filter(|_| st.rec.host_config.network_mode.as_deref() != Some("host"));
-        let res = monitor::spawn(&monitor::Spawn {
-            bin: &self.cfg.monitor_bin,
-            id: &id,
-            bundle: &bundle,
-            runtime_root: &self.rt.root,
-            dir: &dir,
-            log: Path::new(&st.rec.log_path),
-            log_max_size: st.rec.log_max_size,
-            log_max_file: st.rec.log_max_file,
-            tty,
-            stdin: st.rec.config.open_stdin.unwrap_or(false),
-            wait_start: wait_start || hook.is_some(),
-        });
+        let res = match join_err {
+            Some(msg) => Err(msg),
+            None => monitor::spawn(&monitor::Spawn {
+                bin: &self.cfg.monitor_bin,
+                id: &id,
+                bundle: &bundle,
+                runtime_root: &self.rt.root,
+                dir: &dir,
+                log: Path::new(&st.rec.log_path),
+                log_max_size: st.rec.log_max_size,
+                log_max_file: st.rec.log_max_file,
+                tty,
+                stdin: st.rec.config.open_stdin.unwrap_or(false),
+                wait_start: wait_start || hook.is_some(),
+            }),
+        };
         // The network is set up between create and start, in the container's namespace.
         let res = match (res, hook) {
             (Ok((mut h, pid)), Some(hook)) => {
@@ -895,14 +898,29 @@ impl Engine {
         if argv.is_empty() {
             return Err(Error::InvalidInput("No command specified".into()));
         }
+        // A missing network or container is a 400 here, not a 404: on a 404 at create the
+        // docker CLI assumes the image is missing and tries to pull it.
+        let not_found_is_invalid = |e: Error| match e {
+            Error::NotFound(m) => Error::InvalidInput(m),
+            e @ Error::NoSuchContainer(_) => Error::InvalidInput(e.to_string()),
+            e => e,
+        };
         let mut net = hc.network_mode.clone().unwrap_or_default();
         if let Some(other) = netmode::joined(Some(&net)) {
-            let other = sh.get(other)?.lock().rec.id.clone();
+            let other = sh
+                .get(other)
+                .map_err(not_found_is_invalid)?
+                .lock()
+                .rec
+                .id
+                .clone();
             net = format!("container:{other}");
             hc.network_mode = Some(net.clone());
         }
         match sh.cfg.network.as_ref() {
-            Some(hook) => hook.validate(&hc, body.networking_config.as_ref())?,
+            Some(hook) => hook
+                .validate(&hc, body.networking_config.as_ref())
+                .map_err(not_found_is_invalid)?,
             None if !matches!(net.as_str(), "" | "default" | "bridge" | "none" | "host")
                 && !net.starts_with("container:") =>
             {
