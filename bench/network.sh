@@ -234,4 +234,7 @@ for m, title in names.items():
     d = statistics.median(rows[m]["docker"])
     ratio = f"{s / d:.2f}" if d else "-"
     print(f"{title:58} {s:9.1f} {d:9.1f} {ratio:>12}")
+print("per round (skiff / docker):")
+for m in names:
+    print(f"  {m}: " + ", ".join(f"{s:g} / {d:g}" for s, d in zip(rows[m]["skiff"], rows[m]["docker"])))
 EOF

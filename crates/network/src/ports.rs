@@ -252,7 +252,8 @@ fn relay(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
         std::os::fd::AsRawFd::as_raw_fd(&pw),
         nix::fcntl::FcntlArg::F_SETPIPE_SZ(size),
     );
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    // Not SPLICE_F_MORE: it corks the socket and holds a small answer back for 200 ms.
+    let flags = SpliceFFlags::SPLICE_F_MOVE;
     let mut total = 0u64;
     loop {
         let n = match splice(from, None, &pw, None, SPLICE_CHUNK, flags) {
