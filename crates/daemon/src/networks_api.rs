@@ -95,6 +95,22 @@ fn endpoint_config<'a>(
         .or_else(|| (network == "bridge").then(|| m.get("default")).flatten())
 }
 
+/// The networks of `NetworkingConfig` besides the primary one, sorted by name.
+fn extra_networks(rec: &Record, primary: &str) -> Vec<(String, EndpointSettings)> {
+    let mut v: Vec<(String, EndpointSettings)> = rec
+        .networking_config
+        .as_ref()
+        .and_then(|nc| nc.endpoints_config.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(n, _)| {
+            n != primary && !(primary == "bridge" && n == "default") && n != "none" && n != "host"
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 fn parse_ip(s: Option<&str>) -> Result<Option<Ipv4Addr>, NetworkError> {
     match s.filter(|s| !s.is_empty()) {
         None => Ok(None),
@@ -325,7 +341,20 @@ impl NetworkHook for Hook {
                 let net = mode.network().unwrap_or("bridge").to_string();
                 let ec = endpoint_config(rec.networking_config.as_ref(), &net);
                 let ep = self.connect(rec, &net, netns, ec).map_err(|e| chain(&e))?;
-                let own: Vec<Ipv4Addr> = ep.ip.into_iter().collect();
+                let mut own: Vec<Ipv4Addr> = ep.ip.into_iter().collect();
+                // The other networks it was connected to (create with several, or `network
+                // connect` while it was stopped).
+                if net != "none" {
+                    for (name, ec) in extra_networks(rec, &net) {
+                        match self.connect(rec, &name, netns, Some(&ec)) {
+                            Ok(ep) => own.extend(ep.ip),
+                            Err(e) => {
+                                self.teardown(&rec.id);
+                                return Err(chain(&e));
+                            }
+                        }
+                    }
+                }
                 let emb = (net != "none").then_some(net.as_str());
                 if let Err(e) = self.write_files(rec, &own, emb) {
                     self.teardown(&rec.id);
@@ -413,6 +442,13 @@ fn settings(mgr: &NetworkManager, rec: &Record) -> NetworkSettings {
         let ep = eps.iter().find(|e| e.network == name);
         let ec = endpoint_config(rec.networking_config.as_ref(), &name);
         networks.insert(name.clone(), endpoint_settings(net.as_ref(), ep, ec));
+    }
+    if let Some(primary) = network_name(&mode) {
+        for (name, ec) in extra_networks(rec, &primary) {
+            let net = mgr.inspect_network(&name).ok();
+            let ep = eps.iter().find(|e| e.network == name);
+            networks.insert(name.clone(), endpoint_settings(net.as_ref(), ep, Some(&ec)));
+        }
     }
     for ep in &eps {
         if !networks.contains_key(&ep.network) {
@@ -797,17 +833,35 @@ where
                 rec.host_config.network_mode.as_deref().unwrap_or("default")
             )));
         }
-        if !rec.state.status.is_running() {
+        let primary = network_name(&mode);
+        let known = primary.as_deref() == Some(net.name.as_str())
+            || extra_networks(&rec, primary.as_deref().unwrap_or(""))
+                .iter()
+                .any(|(n, _)| *n == net.name);
+        if known {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!(
-                    "container {} is not running: skiffd connects running containers only",
-                    rec.name.trim_start_matches('/')
+                    "endpoint with name {} already exists in network {}",
+                    rec.name.trim_start_matches('/'),
+                    net.name
                 ),
             ));
         }
-        let netns = PathBuf::from(format!("/proc/{}/ns/net", rec.state.pid));
-        st.net_hook.connect(&rec, &net.name, &netns, ec.as_ref())?;
+        if rec.state.status.is_running() {
+            let netns = PathBuf::from(format!("/proc/{}/ns/net", rec.state.pid));
+            st.net_hook.connect(&rec, &net.name, &netns, ec.as_ref())?;
+        }
+        // Joined again at every start.
+        let name = net.name.clone();
+        let rec = st.engine.update_networking(&rec.id, move |nc| {
+            nc.endpoints_config
+                .get_or_insert_with(HashMap::new)
+                .insert(name, ec.unwrap_or_default());
+        })?;
+        if !rec.state.status.is_running() {
+            return Ok(());
+        }
         // The container's own addresses in its /etc/hosts.
         let own: Vec<Ipv4Addr> = st
             .network
@@ -815,7 +869,6 @@ where
             .iter()
             .filter_map(|e| e.ip)
             .collect();
-        let primary = network_name(&mode);
         if let Err(e) = st.net_hook.write_files(&rec, &own, primary.as_deref()) {
             tracing::warn!(container = %rec.id, "cannot update /etc/hosts: {e}");
         }
@@ -847,7 +900,16 @@ where
             .container_endpoints(&id)
             .into_iter()
             .find(|e| e.network_id == net.id);
-        st.network.disconnect(&net.id, &id)?;
+        let mut recorded = false;
+        let n = net.name.clone();
+        st.engine.update_networking(&id, |nc| {
+            if let Some(m) = nc.endpoints_config.as_mut() {
+                recorded = m.remove(&n).is_some();
+            }
+        })?;
+        if ep.is_some() || !recorded {
+            st.network.disconnect(&net.id, &id)?;
+        }
         if let Some(ep) = ep {
             st.net_hook.publish("disconnect", &ep);
         }

@@ -311,6 +311,52 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
     ]);
     assert_eq!(out, "hello-skiff\n");
     w.docker(&["network", "disconnect", "auto", "db"]);
+    // a stopped container connected to a second network joins it when it starts, every time
+    w.docker(&[
+        "create",
+        "--name",
+        "late",
+        "--network",
+        "app",
+        IMAGE,
+        "sh",
+        "-c",
+        WEB,
+    ]);
+    w.docker(&["network", "connect", "--alias", "tardy", "auto", "late"]);
+    let out = w.try_docker(&["network", "connect", "auto", "late"], None);
+    assert!(!out.status.success());
+    for _ in 0..2 {
+        w.docker(&["start", "late"]);
+        let ip = inspect(
+            &w,
+            "late",
+            "{{(index .NetworkSettings.Networks \"auto\").IPAddress}}",
+        );
+        assert!(ip.starts_with("10.232.32."), "{ip}");
+        let out = w.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "auto",
+            IMAGE,
+            "sh",
+            "-c",
+            &get("tardy", 80),
+        ]);
+        assert_eq!(out, "hello-skiff\n");
+        let hosts = w.docker(&["exec", "late", "cat", "/etc/hosts"]);
+        assert!(hosts.contains(&format!("{ip}\t")), "{hosts}");
+        w.docker(&["stop", "-t", "0", "late"]);
+    }
+    w.docker(&["network", "disconnect", "auto", "late"]);
+    w.docker(&["start", "late"]);
+    let nets = inspect(
+        &w,
+        "late",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+    );
+    assert_eq!(nets, "app");
     let n = w.docker(&["network", "inspect", "-f", "{{len .Containers}}", "auto"]);
     assert_eq!(n.trim(), "0");
 }

@@ -1352,6 +1352,22 @@ impl Engine {
         Ok(out.into_iter().map(|r| self.summary(r)).collect())
     }
 
+    /// Changes a container's `NetworkingConfig` (`docker network connect/disconnect`: the
+    /// networks it joins at its next start) and persists it; returns the new record.
+    pub fn update_networking(
+        &self,
+        name_or_id: &str,
+        f: impl FnOnce(&mut NetworkingConfig),
+    ) -> Result<Record> {
+        let ctr = self.sh.get(name_or_id)?;
+        let mut st = ctr.lock();
+        let mut nc = st.rec.networking_config.take().unwrap_or_default();
+        f(&mut nc);
+        st.rec.networking_config = Some(nc);
+        self.sh.persist(&st.rec)?;
+        Ok(st.rec.clone())
+    }
+
     /// The persisted record of a container.
     pub fn record(&self, name_or_id: &str) -> Result<Record> {
         Ok(self.sh.get(name_or_id)?.lock().rec.clone())
