@@ -42,6 +42,9 @@ pub enum ConfigError {
     /// A log level is not one of Docker's.
     #[error("invalid log level {0:?}: use debug, info, warn, error or fatal")]
     LogLevel(String),
+    /// A network setting (`bip`, `default-address-pools`, `mtu`) is invalid.
+    #[error("invalid network setting {0}")]
+    Network(String),
 }
 
 /// `daemon.json`: the subset of Docker's keys that skiffd uses. Unknown keys are an error.
@@ -75,6 +78,119 @@ pub struct FileConfig {
     pub group: Option<String>,
     /// Accepted for compatibility; skiffd has no experimental features.
     pub experimental: Option<bool>,
+    /// The default bridge's address and prefix (`172.17.0.1/16`).
+    pub bip: Option<String>,
+    /// Where user-defined networks get their subnets: `[{"base": "172.30.0.0/16", "size": 24}]`.
+    #[serde(default)]
+    pub default_address_pools: Vec<AddressPool>,
+    /// MTU of bridges and container interfaces.
+    pub mtu: Option<u32>,
+    /// Turn on `net.ipv4.ip_forward` (default true).
+    pub ip_forward: Option<bool>,
+    /// Skiff only: names of its devices and nftables table (`skiff0`, `ip skiff`); 1 to 6
+    /// lowercase letters or digits. Default `skiff` with the default data root, else derived
+    /// from the data root so that several daemons never touch each other's devices.
+    pub network_prefix: Option<String>,
+}
+
+/// One of `default-address-pools`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPool {
+    /// A CIDR block.
+    pub base: String,
+    /// The prefix length of the subnets carved from it.
+    pub size: u8,
+}
+
+/// The network settings resolved from `daemon.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkSettings {
+    /// Device and table prefix.
+    pub prefix: String,
+    /// `bip`: the default bridge's subnet (`None`: 172.17.0.0/16 or the first free pool).
+    pub bridge_subnet: Option<skiff_network::Ipv4Net>,
+    /// `default-address-pools` (empty: Docker's).
+    pub address_pools: Vec<(skiff_network::Ipv4Net, u8)>,
+    /// `mtu`.
+    pub mtu: u32,
+    /// `ip-forward`.
+    pub ip_forward: bool,
+}
+
+impl NetworkSettings {
+    /// Docker's defaults; the prefix depends on the data root.
+    pub fn defaults(data_root: &Path) -> NetworkSettings {
+        NetworkSettings {
+            prefix: default_prefix(data_root),
+            bridge_subnet: None,
+            address_pools: Vec::new(),
+            mtu: 1500,
+            ip_forward: true,
+        }
+    }
+
+    fn resolve(file: &FileConfig, data_root: &Path) -> Result<NetworkSettings, ConfigError> {
+        let bad = |key: &str, why: String| ConfigError::Network(format!("{key}: {why}"));
+        let net =
+            |key: &str, v: &str, exact: bool| -> Result<skiff_network::Ipv4Net, ConfigError> {
+                let (ip, len) = v
+                    .split_once('/')
+                    .ok_or_else(|| bad(key, format!("{v:?} is not an address/prefix")))?;
+                let ip: std::net::Ipv4Addr = ip
+                    .parse()
+                    .map_err(|_| bad(key, format!("{v:?} is not an IPv4 address/prefix")))?;
+                let len: u8 = len
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=30).contains(l))
+                    .ok_or_else(|| bad(key, format!("{v:?}: the prefix must be 1 to 30")))?;
+                let addr = if exact {
+                    ip
+                } else {
+                    std::net::Ipv4Addr::from(u32::from(ip) & (u32::MAX << (32 - u32::from(len))))
+                };
+                skiff_network::Ipv4Net::new(addr, len).map_err(|e| bad(key, e.to_string()))
+            };
+        let mut n = NetworkSettings::defaults(data_root);
+        if let Some(p) = &file.network_prefix {
+            n.prefix.clone_from(p);
+        }
+        if let Some(b) = file.bip.as_deref() {
+            n.bridge_subnet = Some(net("bip", b, false)?);
+        }
+        for p in &file.default_address_pools {
+            let base = net("default-address-pools", &p.base, true)?;
+            if p.size < base.prefix() || p.size > 30 {
+                return Err(bad(
+                    "default-address-pools",
+                    format!("size {} does not fit in {}", p.size, p.base),
+                ));
+            }
+            n.address_pools.push((base, p.size));
+        }
+        if let Some(m) = file.mtu {
+            if !(68..=65535).contains(&m) {
+                return Err(bad("mtu", format!("{m} is not between 68 and 65535")));
+            }
+            n.mtu = m;
+        }
+        n.ip_forward = file.ip_forward.unwrap_or(true);
+        Ok(n)
+    }
+}
+
+/// `skiff` for the default data root; otherwise `s` and 5 hex digits of a hash of the root.
+fn default_prefix(data_root: &Path) -> String {
+    if data_root == Path::new(DEFAULT_DATA_ROOT) {
+        return "skiff".into();
+    }
+    // FNV-1a: stable across releases (std's hasher is not).
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data_root.as_os_str().as_encoded_bytes() {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    format!("s{:05x}", h & 0xf_ffff)
 }
 
 impl FileConfig {
@@ -132,6 +248,8 @@ pub struct Config {
     pub storage_driver: Option<skiff_store::Driver>,
     /// The socket's group name.
     pub group: String,
+    /// Networking: the default bridge, address pools, MTU, device prefix.
+    pub network: NetworkSettings,
 }
 
 impl Config {
@@ -140,11 +258,13 @@ impl Config {
     /// The exec root is `run` next to the socket.
     pub fn new(data_root: impl Into<PathBuf>, socket: impl Into<PathBuf>) -> Config {
         let socket = socket.into();
+        let data_root = data_root.into();
         let exec_root = socket
             .parent()
             .map_or_else(|| PathBuf::from(DEFAULT_EXEC_ROOT), |d| d.join("run"));
         Config {
-            data_root: data_root.into(),
+            network: NetworkSettings::defaults(&data_root),
+            data_root,
             exec_root,
             monitor_bin: None,
             sockets: vec![socket],
@@ -201,10 +321,13 @@ impl Config {
                 })
             }
         };
+        let data_root = cli_data_root
+            .or(file.data_root.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT));
+        let network = NetworkSettings::resolve(&file, &data_root)?;
         Ok(Config {
-            data_root: cli_data_root
-                .or(file.data_root)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT)),
+            network,
+            data_root,
             exec_root: cli_exec_root
                 .or(file.exec_root)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_EXEC_ROOT)),
@@ -254,6 +377,41 @@ mod tests {
         assert_eq!(c.insecure_registries, vec!["r:5000".to_owned()]);
         assert_eq!(c.log_level, "debug");
         assert_eq!(c.max_concurrent_downloads, 2);
+        assert_eq!(c.network.prefix.len(), 6);
+        assert_eq!(c.network.bridge_subnet, None);
+    }
+
+    #[test]
+    fn network_keys_parse_and_bad_values_are_named() {
+        let c = FileConfig::parse(
+            r#"{"bip":"10.9.0.1/24","default-address-pools":[{"base":"10.10.0.0/16","size":24}],
+                "mtu":1400,"ip-forward":false}"#,
+        )
+        .unwrap();
+        let c = Config::resolve(c, &[], None, None, None).unwrap();
+        assert_eq!(c.network.prefix, "skiff");
+        assert_eq!(c.network.bridge_subnet.unwrap().to_string(), "10.9.0.0/24");
+        assert_eq!(c.network.address_pools[0].0.to_string(), "10.10.0.0/16");
+        assert_eq!(c.network.mtu, 1400);
+        assert!(!c.network.ip_forward);
+        for bad in [
+            r#"{"bip":"10.9.0.1"}"#,
+            r#"{"bip":"nope/8"}"#,
+            r#"{"default-address-pools":[{"base":"10.10.0.0/16","size":8}]}"#,
+            r#"{"default-address-pools":[{"base":"10.10.1.0/16","size":24}]}"#,
+            r#"{"mtu":10}"#,
+        ] {
+            let e = Config::resolve(FileConfig::parse(bad).unwrap(), &[], None, None, None)
+                .unwrap_err();
+            assert!(
+                e.to_string().starts_with("invalid network setting"),
+                "{bad}: {e}"
+            );
+        }
+        assert_ne!(
+            default_prefix(Path::new("/tmp/a")),
+            default_prefix(Path::new("/tmp/b"))
+        );
     }
 
     #[test]

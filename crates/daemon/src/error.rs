@@ -171,6 +171,19 @@ impl From<skiff_engine::Error> for ApiError {
     }
 }
 
+impl From<skiff_network::NetworkError> for ApiError {
+    fn from(e: skiff_network::NetworkError) -> ApiError {
+        use skiff_network::NetworkError;
+        let status = match &e {
+            NetworkError::NotFound(_) => StatusCode::NOT_FOUND,
+            NetworkError::Conflict(_) => StatusCode::CONFLICT,
+            NetworkError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, chain(&e))
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> ApiError {
         ApiError::internal(format!("a worker task failed: {e}"))

@@ -53,6 +53,7 @@ pub mod events;
 mod exec_tty;
 pub mod http;
 mod images;
+mod networks_api;
 mod router;
 pub mod server;
 mod system;
@@ -98,6 +99,9 @@ pub enum DaemonError {
     /// The volume folder could not be opened.
     #[error("opening the volume store failed")]
     Volumes(#[source] volumes::VolumeError),
+    /// The network state could not be opened or reconciled.
+    #[error("opening the network state failed")]
+    Network(#[source] skiff_network::NetworkError),
     /// The container engine could not be opened.
     #[error("opening the container engine failed")]
     Engine(#[source] Box<skiff_engine::Error>),
@@ -126,10 +130,23 @@ pub(crate) struct State {
     pub(crate) client: skiff_registry::Client,
     pub(crate) events: Arc<Events>,
     pub(crate) engine: Arc<skiff_engine::Engine>,
+    pub(crate) network: Arc<skiff_network::NetworkManager>,
+    pub(crate) net_hook: Arc<networks_api::Hook>,
     pub(crate) execs: containers::Execs,
     pub(crate) id: String,
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // The last reference goes at exit: an idle daemon leaves no bridge or rule behind.
+        match self.network.shutdown() {
+            Ok(true) => tracing::info!("network devices removed (no container attached)"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot remove the network devices: {}", error::chain(&e)),
+        }
+    }
 }
 
 /// The daemon: state plus the API. Cheap to clone.
@@ -196,8 +213,14 @@ impl Daemon {
         let client =
             skiff_registry::Client::new(registry.clone()).map_err(DaemonError::Registry)?;
         let id = engine_id(root)?;
+        let network = Arc::new(networks_api::open(&config).map_err(DaemonError::Network)?);
         let events = Arc::new(Events::default());
-        let engine = open_engine(&config, &store, events.clone())?;
+        let net_hook = Arc::new(networks_api::Hook {
+            mgr: network.clone(),
+            events: events.clone(),
+            containers: config.data_root.join("containers"),
+        });
+        let engine = open_engine(&config, &store, events.clone(), net_hook.clone())?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(Daemon {
             state: Arc::new(State {
@@ -208,6 +231,8 @@ impl Daemon {
                 client,
                 events,
                 engine: Arc::new(engine),
+                network,
+                net_hook,
                 execs: containers::Execs::default(),
                 id,
                 shutdown,
@@ -248,6 +273,7 @@ fn open_engine(
     config: &Config,
     store: &Store,
     events: Arc<Events>,
+    network: Arc<networks_api::Hook>,
 ) -> Result<skiff_engine::Engine, DaemonError> {
     let exe = std::env::current_exe().map_err(|source| DaemonError::Io {
         op: "locating",
@@ -273,6 +299,7 @@ fn open_engine(
     }
     cfg.exec_helper = Some((exe, vec![EXEC_HELPER_ARG.to_owned()]));
     cfg.events = Some(events);
+    cfg.network = Some(network);
     skiff_engine::Engine::open(cfg).map_err(|e| DaemonError::Engine(Box::new(e)))
 }
 

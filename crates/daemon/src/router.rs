@@ -9,7 +9,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::error::ApiError;
 use crate::http::{self, Body, Query};
 use crate::{
-    archive, containers, images, system, volumes_api, State, API_VERSION, MIN_API_VERSION, VERSION,
+    archive, containers, images, networks_api, system, volumes_api, State, API_VERSION,
+    MIN_API_VERSION, VERSION,
 };
 
 /// A parsed API version (`1.41` -> (1, 41)).
@@ -170,7 +171,22 @@ where
             return volumes_api::create(&state, req.into_body()).await
         }
         ("POST", "/volumes/prune") => return volumes_api::prune(&state, &q).await,
+        ("GET", "/networks") => return networks_api::list(&state, &q).await,
+        ("POST", "/networks/create") => {
+            return networks_api::create(&state, req.into_body()).await
+        }
+        ("POST", "/networks/prune") => return networks_api::prune(&state, &q).await,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/networks/") {
+        let (id, op) = rest.split_once('/').unwrap_or((rest, ""));
+        return match (m, op) {
+            ("GET", "") => networks_api::inspect(&state, id).await,
+            ("DELETE", "") => networks_api::remove(&state, id).await,
+            ("POST", "connect") => networks_api::connect(&state, id, req.into_body()).await,
+            ("POST", "disconnect") => networks_api::disconnect(&state, id, req.into_body()).await,
+            _ => Err(not_found()),
+        };
     }
     if let Some(rest) = path.strip_prefix("/images/") {
         if m == "DELETE" {
@@ -206,11 +222,6 @@ where
             "DELETE" => volumes_api::remove(&state, name, &q).await,
             _ => Err(not_found()),
         };
-    }
-    // Without user networks there is nothing to prune (`docker system prune` asks); the
-    // networks API, where it exists, answers this route first.
-    if m == "POST" && path == "/networks/prune" {
-        return ok_json(&serde_json::json!({ "NetworksDeleted": [] }));
     }
     Err(not_found())
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bollard_stubs::models::{
     ContainerConfig, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
-    ContainerSummary, ContainerTopResponse, ExecConfig, HostConfig, RestartPolicyNameEnum,
+    ContainerSummary, ContainerTopResponse, ExecConfig, HostConfig, NetworkSettings,
+    NetworkingConfig, RestartPolicyNameEnum,
 };
 use nix::sys::signal::Signal;
 use serde::Deserialize;
@@ -22,7 +23,7 @@ use crate::exec::ExecProcess;
 use crate::model::{now, CreateBody, Filters, Record, State, Status, WaitCondition};
 use crate::monitor::{self, Handle};
 use crate::volumes::{self, Volumes};
-use crate::{logs, names, spec};
+use crate::{logs, names, netmode, spec};
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -63,6 +64,15 @@ pub trait NetworkHook: Send + Sync + std::fmt::Debug {
     /// also rewrite the container's `hosts` and `resolv.conf` ([`Record::hosts_path`]...).
     fn setup(&self, rec: &Record, netns: &Path) -> std::result::Result<(), String>;
     fn teardown(&self, container_id: &str);
+    /// Checks the network part of a create request (`HostConfig.NetworkMode`,
+    /// `NetworkingConfig`, published ports) so that a bad one fails at create.
+    fn validate(&self, _hc: &HostConfig, _nc: Option<&NetworkingConfig>) -> Result<()> {
+        Ok(())
+    }
+    /// The container's `NetworkSettings` as inspect shows them (`None`: nothing to show).
+    fn settings(&self, _rec: &Record) -> Option<NetworkSettings> {
+        None
+    }
 }
 
 impl EngineConfig {
@@ -433,7 +443,23 @@ impl Shared {
             rootfs: &rootfs,
             init_bin: self.cfg.init_bin.as_deref(),
         };
-        let spec = spec::build(&st.rec, &env)?;
+        let mut spec = spec::build(&st.rec, &env)?;
+        let mut join_err = None;
+        if let Some(other) = netmode::joined(st.rec.host_config.network_mode.as_deref()) {
+            // From its persisted record: taking the table lock here (a container locked)
+            // would invert the lock order.
+            let pid = std::fs::read(self.ctr_dir(other).join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                .filter(|r| r.state.status.is_running())
+                .map_or(0, |r| r.state.pid);
+            if pid <= 0 {
+                join_err = Some(format!(
+                    "cannot join network namespace of a non running container: {other}"
+                ));
+            }
+            netmode::join_netns(&mut spec, Path::new(&format!("/proc/{pid}/ns/net")));
+        }
         let bundle = self.ctr_dir(&id).join("bundle");
         std::fs::create_dir_all(&bundle)
             .map_err(io_err(format!("cannot create {}", bundle.display())))?;
@@ -452,19 +478,22 @@ impl Shared {
             .network
             .clone()
             .filter(|_| st.rec.host_config.network_mode.as_deref() != Some("host"));
-        let res = monitor::spawn(&monitor::Spawn {
-            bin: &self.cfg.monitor_bin,
-            id: &id,
-            bundle: &bundle,
-            runtime_root: &self.rt.root,
-            dir: &dir,
-            log: Some(Path::new(&st.rec.log_path)).filter(|p| !p.as_os_str().is_empty()),
-            log_max_size: st.rec.log_max_size,
-            log_max_file: st.rec.log_max_file,
-            tty,
-            stdin: st.rec.config.open_stdin.unwrap_or(false),
-            wait_start: wait_start || hook.is_some(),
-        });
+        let res = match join_err {
+            Some(msg) => Err(msg),
+            None => monitor::spawn(&monitor::Spawn {
+                bin: &self.cfg.monitor_bin,
+                id: &id,
+                bundle: &bundle,
+                runtime_root: &self.rt.root,
+                dir: &dir,
+                log: Some(Path::new(&st.rec.log_path)).filter(|p| !p.as_os_str().is_empty()),
+                log_max_size: st.rec.log_max_size,
+                log_max_file: st.rec.log_max_file,
+                tty,
+                stdin: st.rec.config.open_stdin.unwrap_or(false),
+                wait_start: wait_start || hook.is_some(),
+            }),
+        };
         // The network is set up between create and start, in the container's namespace.
         let res = match (res, hook) {
             (Ok((mut h, pid)), Some(hook)) => {
@@ -932,8 +961,8 @@ impl Engine {
                 "Conflict. The container name \"{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
             )));
         }
-        let mut req = body.config;
-        let mut hc = body.host_config.unwrap_or_default();
+        let mut req = body.config.clone();
+        let mut hc = body.host_config.clone().unwrap_or_default();
         let image_name = req.image.clone().unwrap_or_default();
         if image_name.is_empty() {
             return Err(Error::InvalidInput("no image was given".into()));
@@ -961,11 +990,37 @@ impl Engine {
         if argv.is_empty() {
             return Err(Error::InvalidInput("No command specified".into()));
         }
-        let net = hc.network_mode.clone().unwrap_or_default();
-        if !matches!(net.as_str(), "" | "default" | "bridge" | "none" | "host") {
-            return Err(Error::InvalidInput(format!(
-                "network mode {net:?} is not supported yet (only none, host and default)"
-            )));
+        // A missing network or container is a 400 here, not a 404: on a 404 at create the
+        // docker CLI assumes the image is missing and tries to pull it.
+        let not_found_is_invalid = |e: Error| match e {
+            Error::NotFound(m) => Error::InvalidInput(m),
+            e @ Error::NoSuchContainer(_) => Error::InvalidInput(e.to_string()),
+            e => e,
+        };
+        let mut net = hc.network_mode.clone().unwrap_or_default();
+        if let Some(other) = netmode::joined(Some(&net)) {
+            let other = sh
+                .get(other)
+                .map_err(not_found_is_invalid)?
+                .lock()
+                .rec
+                .id
+                .clone();
+            net = format!("container:{other}");
+            hc.network_mode = Some(net.clone());
+        }
+        match sh.cfg.network.as_ref() {
+            Some(hook) => hook
+                .validate(&hc, body.networking_config.as_ref())
+                .map_err(not_found_is_invalid)?,
+            None if !matches!(net.as_str(), "" | "default" | "bridge" | "none" | "host")
+                && !net.starts_with("container:") =>
+            {
+                return Err(Error::InvalidInput(format!(
+                    "network mode {net:?} is not supported without networking"
+                )))
+            }
+            None => {}
         }
         if hc.network_mode.as_deref().unwrap_or("").is_empty() {
             hc.network_mode = Some("default".into());
@@ -1079,6 +1134,7 @@ impl Engine {
                 manually_stopped: false,
                 log_max_size,
                 log_max_file: log_max_file.max(1),
+                networking_config: body.networking_config.clone(),
             };
             sh.persist(&rec)?;
             // Mounted again at start; an unstarted container holds no mount.
@@ -1324,14 +1380,23 @@ impl Engine {
     fn summary(&self, rec: &Record) -> ContainerSummary {
         let mut command = vec![rec.path.clone()];
         command.extend(rec.args.iter().cloned());
+        let (ports, network_settings) = self
+            .sh
+            .cfg
+            .network
+            .as_ref()
+            .and_then(|n| n.settings(rec))
+            .map(|ns| netmode::summary(&ns))
+            .unwrap_or_default();
         ContainerSummary {
+            network_settings: Some(network_settings),
             id: Some(rec.id.clone()),
             names: Some(vec![rec.name.clone()]),
             image: Some(rec.image_name.clone()),
             image_id: Some(rec.image.clone()),
             command: Some(command.join(" ")),
             created: Some(to_i64(&rec.created)),
-            ports: Some(Vec::new()),
+            ports: Some(ports),
             labels: Some(rec.config.labels.clone().unwrap_or_default()),
             state: Some(rec.state.status.as_str().to_string()),
             status: Some(
@@ -1404,6 +1469,22 @@ impl Engine {
         Ok(out.into_iter().map(|r| self.summary(r)).collect())
     }
 
+    /// Changes a container's `NetworkingConfig` (`docker network connect/disconnect`: the
+    /// networks it joins at its next start) and persists it; returns the new record.
+    pub fn update_networking(
+        &self,
+        name_or_id: &str,
+        f: impl FnOnce(&mut NetworkingConfig),
+    ) -> Result<Record> {
+        let ctr = self.sh.get(name_or_id)?;
+        let mut st = ctr.lock();
+        let mut nc = st.rec.networking_config.take().unwrap_or_default();
+        f(&mut nc);
+        st.rec.networking_config = Some(nc);
+        self.sh.persist(&st.rec)?;
+        Ok(st.rec.clone())
+    }
+
     /// The persisted record of a container.
     pub fn record(&self, name_or_id: &str) -> Result<Record> {
         Ok(self.sh.get(name_or_id)?.lock().rec.clone())
@@ -1468,6 +1549,7 @@ impl Engine {
             host_config: Some(rec.host_config.clone()),
             mounts: Some(rec.mounts.clone()),
             config: Some(rec.config.clone()),
+            network_settings: self.sh.cfg.network.as_ref().and_then(|n| n.settings(&rec)),
             ..Default::default()
         })
     }

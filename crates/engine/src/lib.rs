@@ -41,6 +41,7 @@ mod logs;
 mod model;
 mod monitor;
 mod names;
+mod netmode;
 pub mod spec;
 mod update;
 pub mod volumes;

@@ -141,6 +141,9 @@ pub struct Record {
     pub log_max_size: u64,
     #[serde(default = "one")]
     pub log_max_file: u32,
+    /// `NetworkingConfig` of the create request (aliases, `--ip`, per network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networking_config: Option<NetworkingConfig>,
 }
 
 fn one() -> u32 {

@@ -42,6 +42,7 @@
 mod dns;
 mod error;
 mod files;
+mod hostnet;
 mod ipam;
 mod manager;
 mod netlink;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::dns::{DnsServer, Records};
 use crate::error::{NetworkError, Result};
 use crate::files::{upstream_servers, DnsSettings, ResolvConf};
+use crate::hostnet;
 use crate::ipam::{Ipv4Net, Pool};
 use crate::netlink::{self, VethSpec};
 use crate::nft::{self, BridgeRules};
@@ -43,6 +44,10 @@ pub struct Config {
     pub ip_forward: bool,
     /// The host's resolv.conf (nameservers for forwarding and default-bridge containers).
     pub host_resolv_conf: PathBuf,
+    /// `bridge_subnet` is only a first choice (Docker without `bip`): when it overlaps a host
+    /// route, the first free /16 of `address_pools` is taken instead, and the default bridge
+    /// is created at [`NetworkManager::open`] (under a machine-wide lock) to claim it.
+    pub auto_bridge_subnet: bool,
 }
 
 impl Config {
@@ -63,6 +68,7 @@ impl Config {
             mtu: 1500,
             ip_forward: true,
             host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            auto_bridge_subnet: false,
         }
     }
 }
@@ -330,21 +336,61 @@ impl NetworkManager {
             b.info.masquerade = true;
             state.networks.insert(0, b);
         }
+        // Held until the default bridge exists, when its subnet is chosen here.
+        let mut _machine = None;
         {
+            let others: Vec<Ipv4Net> = state
+                .networks
+                .iter()
+                .filter(|n| n.info.name != "bridge")
+                .filter_map(|n| n.info.subnet)
+                .collect();
             let b = state
                 .networks
                 .iter_mut()
                 .find(|n| n.info.name == "bridge")
                 .expect("bridge exists");
             let unused = !state.endpoints.iter().any(|e| e.network_id == b.info.id);
-            if b.info.subnet != Some(cfg.bridge_subnet) && unused {
-                let pool = Pool::new(cfg.bridge_subnet, None, None)?;
+            let mut want = cfg.bridge_subnet;
+            if cfg.auto_bridge_subnet && unused {
+                _machine = hostnet::machine_lock();
+                let routes = hostnet::routes();
+                let own = format!("{p}0");
+                let free = |c: &Ipv4Net| {
+                    !hostnet::clashes(&routes, c, &[own.as_str()])
+                        && !others.iter().any(|o| o.overlaps(c))
+                };
+                want = std::iter::once(cfg.bridge_subnet)
+                    .chain(cfg.address_pools.iter().flat_map(|(base, len)| {
+                        let len = (*len).min(24).max(base.prefix());
+                        (0..).map_while(move |i| base.nth_subnet(len, i))
+                    }))
+                    .find(free)
+                    .ok_or_else(|| {
+                        NetworkError::Conflict(
+                            "no free subnet for the default bridge: every candidate overlaps a \
+                             host route; set bip"
+                                .into(),
+                        )
+                    })?;
+            }
+            if b.info.subnet != Some(want) && unused {
+                if b.materialized {
+                    b.materialized = false;
+                    netlink::delete_link(&format!("{p}0"))?;
+                }
+                let pool = Pool::new(want, None, None)?;
                 b.info.subnet = Some(pool.subnet);
                 b.info.gateway = Some(pool.gateway);
                 b.pool = Some(pool);
             }
             if unused {
                 b.info.mtu = cfg.mtu;
+            }
+            if _machine.is_some() && !b.materialized {
+                let pool = b.pool.as_ref().expect("the default bridge has a pool");
+                netlink::ensure_bridge(&format!("{p}0"), pool.gateway, want.prefix(), cfg.mtu)?;
+                b.materialized = true;
             }
         }
         for (name, driver) in [("host", "host"), ("none", "null")] {
@@ -451,6 +497,8 @@ impl NetworkManager {
             )))
             }
         }
+        // Another instance may be choosing a subnet from the same pools right now.
+        let _machine = req.subnet.is_none().then(hostnet::machine_lock);
         let mut inner = self.lock();
         if inner.state.networks.iter().any(|n| n.info.name == name) {
             return Err(NetworkError::Conflict(format!(
@@ -477,17 +525,21 @@ impl NetworkManager {
                 }
                 s
             }
-            None => self
-                .cfg
-                .address_pools
-                .iter()
-                .flat_map(|(base, len)| (0..).map_while(move |i| base.nth_subnet(*len, i)))
-                .find(|c| !taken.iter().any(|t| t.overlaps(c)))
-                .ok_or_else(|| {
-                    NetworkError::Conflict(format!(
-                        "no free subnet left in the default address pools for network {name}"
-                    ))
-                })?,
+            None => {
+                let routes = hostnet::routes();
+                self.cfg
+                    .address_pools
+                    .iter()
+                    .flat_map(|(base, len)| (0..).map_while(move |i| base.nth_subnet(*len, i)))
+                    .find(|c| {
+                        !taken.iter().any(|t| t.overlaps(c)) && !hostnet::clashes(&routes, c, &[])
+                    })
+                    .ok_or_else(|| {
+                        NetworkError::Conflict(format!(
+                            "no free subnet left in the default address pools for network {name}"
+                        ))
+                    })?
+            }
         };
         let pool = Pool::new(subnet, req.gateway, req.ip_range)?;
         let mtu = match req.options.get(OPT_MTU) {
@@ -1023,6 +1075,38 @@ impl NetworkManager {
         }
         self.save(&inner)?;
         Ok(report)
+    }
+
+    /// At a daemon's clean exit: when no container is attached any more, removes the bridges
+    /// and the nftables table (the state keeps the networks; [`reconcile`](Self::reconcile)
+    /// brings them back at the next start), so a stopped daemon leaves no device behind.
+    /// Returns whether it did.
+    pub fn shutdown(&self) -> Result<bool> {
+        let mut inner = self.lock();
+        if inner.state.endpoints.iter().any(|e| !e.host_if.is_empty()) {
+            return Ok(false);
+        }
+        inner.dns.clear();
+        inner.proxies.clear();
+        let bridges: Vec<String> = inner
+            .state
+            .networks
+            .iter()
+            .filter(|n| n.materialized)
+            .filter_map(|n| n.info.bridge.clone())
+            .collect();
+        netlink::delete_links(&bridges)?;
+        nft::apply(&self.cfg.prefix, &[])?;
+        for n in inner
+            .state
+            .networks
+            .iter_mut()
+            .filter(|n| n.info.predefined)
+        {
+            n.materialized = false;
+        }
+        self.save(&inner)?;
+        Ok(true)
     }
 
     /// Removes everything this instance created: endpoints, user-defined networks, the
