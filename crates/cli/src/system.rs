@@ -585,34 +585,7 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> anyhow::Result<()> {
         }
         VolumeCmd::Rm { force, names } => {
             let q = if force { "?force=1" } else { "" };
-            let mut failed = false;
-            for n in &names {
-                match c
-                    .send(
-                        Method::DELETE,
-                        &format!("/volumes/{}{q}", seg(n)),
-                        Body::Empty,
-                        &[],
-                    )
-                    .await
-                {
-                    Ok(r) => {
-                        r.into_body().collect().await?;
-                        println!("{n}");
-                    }
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                return Err(Status {
-                    code: 1,
-                    message: String::new(),
-                }
-                .into());
-            }
+            delete_each(c, &names, |n| format!("/volumes/{}{q}", seg(n))).await?;
         }
         VolumeCmd::Prune { all, p } => {
             if !p.force
@@ -742,34 +715,7 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             .await?;
         }
         NetworkCmd::Rm { names } => {
-            let mut failed = false;
-            for n in &names {
-                match c
-                    .send(
-                        Method::DELETE,
-                        &format!("/networks/{}", seg(n)),
-                        Body::Empty,
-                        &[],
-                    )
-                    .await
-                {
-                    Ok(r) => {
-                        r.into_body().collect().await?;
-                        println!("{n}");
-                    }
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                return Err(Status {
-                    code: 1,
-                    message: String::new(),
-                }
-                .into());
-            }
+            delete_each(c, &names, |n| format!("/networks/{}", seg(n))).await?;
         }
         NetworkCmd::Connect {
             ip,
@@ -1348,6 +1294,36 @@ pub async fn events(c: &Client, a: EventsArgs) -> anyhow::Result<()> {
                 out.flush()?;
             }
         }
+    }
+    Ok(())
+}
+
+/// `volume rm` / `network rm`: DELETE each name, print the ones removed, report the others
+/// and exit 1 if any failed (as the docker CLI does).
+async fn delete_each(
+    c: &Client,
+    names: &[String],
+    path: impl Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let mut failed = false;
+    for n in names {
+        match c.send(Method::DELETE, &path(n), Body::Empty, &[]).await {
+            Ok(r) => {
+                r.into_body().collect().await?;
+                println!("{n}");
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(Status {
+            code: 1,
+            message: String::new(),
+        }
+        .into());
     }
     Ok(())
 }
