@@ -594,7 +594,9 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
     let dir = sh.mon_dir(&id);
     let mut backoff = Duration::from_millis(100);
     loop {
-        // Wait for the container's end (exit.json) or the monitor's death.
+        // Wait for the container's end (exit.json) or the monitor's death: woken at once by
+        // the monitor's pidfd when it exits, looking at exit.json every 25 ms meanwhile.
+        let pidfd = handle.pidfd();
         let exit = loop {
             if sh.shutdown.load(Ordering::SeqCst) {
                 return;
@@ -605,7 +607,17 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
             if !handle.alive() {
                 break skiff_monitor::read_exit(&dir);
             }
-            std::thread::sleep(Duration::from_millis(25));
+            match &pidfd {
+                Some(fd) => {
+                    use std::os::fd::AsFd;
+                    let mut fds = [nix::poll::PollFd::new(
+                        fd.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(25u16));
+                }
+                None => std::thread::sleep(Duration::from_millis(25)),
+            }
         };
         handle.reap_blocking();
         let mut st = ctr.lock();

@@ -171,6 +171,13 @@ impl Handle {
         }
     }
 
+    /// A pidfd of the monitor (readable once it has ended), when this kernel has pidfds and
+    /// the process is still the monitor (checked after opening: the pid is not reused).
+    pub fn pidfd(&mut self) -> Option<std::os::fd::OwnedFd> {
+        let fd = skiff_sys::process::pidfd_open(nix::unistd::Pid::from_raw(self.mref.pid)).ok()?;
+        self.alive().then_some(fd)
+    }
+
     /// Waits (bounded) for the monitor to end.
     pub fn reap_blocking(&mut self) {
         for _ in 0..600 {
