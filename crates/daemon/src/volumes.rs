@@ -116,10 +116,19 @@ impl VolumeStore {
         fs::create_dir_all(&root).map_err(io_err("creating", &root))?;
         fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o701))
             .map_err(io_err("chmod", &root))?;
-        Ok(VolumeStore {
+        let store = VolumeStore {
             root,
             inner: Arc::new(Mutex::new(HashMap::new())),
-        })
+        };
+        // Volumes with mount options are mounted again after a reboot (or a lost mount).
+        for v in store.list()?.into_iter().filter(|v| !v.options.is_empty()) {
+            if !is_mount_point(&v.mountpoint) {
+                if let Err(e) = mount_options(&v.mountpoint, &v.options) {
+                    tracing::warn!(volume = %v.name, error = %e, "cannot mount the volume");
+                }
+            }
+        }
+        Ok(store)
     }
 
     fn users(&self) -> MutexGuard<'_, HashMap<String, HashSet<String>>> {
@@ -154,9 +163,17 @@ impl VolumeStore {
             )));
         }
         if !options.is_empty() {
-            return Err(VolumeError::Driver(format!(
-                "create {name}: driver options (type, device, o) are not supported yet by skiffd's local driver"
-            )));
+            // Docker's local driver: `type`, `device` and `o` are what mount(8) would take.
+            if options.contains_key("size") {
+                return Err(VolumeError::Driver(format!(
+                    "create {name}: quota size requested but no quota support"
+                )));
+            }
+            if !options.contains_key("device") {
+                return Err(VolumeError::Driver(format!(
+                    "create {name}: missing required option: \"device\""
+                )));
+            }
         }
         let anonymous = name.is_empty();
         let name = if anonymous {
@@ -197,8 +214,16 @@ impl VolumeStore {
             // Another request created it first.
             Err(_) if dir.exists() => {
                 let _ = fs::remove_dir_all(&tmp);
+                return self.get(&name);
             }
             Err(e) => return Err(io_err("renaming", &tmp)(e)),
+        }
+        if !meta.options.is_empty() {
+            // Mounted now (a bad device is an error of the create, which leaves nothing).
+            if let Err(e) = mount_options(&dir.join("_data"), &meta.options) {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(VolumeError::Driver(format!("create {name}: {e}")));
+            }
         }
         tracing::info!(volume = %name, "volume created");
         self.get(&name)
@@ -309,6 +334,17 @@ impl VolumeStore {
             }
         }
         let dir = self.root.join(name);
+        // A volume with mount options has its device mounted on _data: that goes first, so
+        // the removal below can never reach into the device (a bind-mounted host directory).
+        let data = dir.join("_data");
+        if is_mount_point(&data) {
+            nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
+                VolumeError::Driver(format!(
+                    "remove {name}: cannot unmount {}: {e}",
+                    data.display()
+                ))
+            })?;
+        }
         let trash = self.root.join(format!(".rm-{name}"));
         let _ = fs::remove_dir_all(&trash);
         fs::rename(&dir, &trash).map_err(io_err("renaming", &dir))?;
@@ -334,6 +370,103 @@ impl VolumeStore {
         }
         Ok((names, bytes))
     }
+}
+
+/// Mounts a local-driver volume's device on `target` as `docker volume create --opt type=…
+/// --opt device=… --opt o=…` asks (what mount(8) would do: the flags of `o` become mount
+/// flags, the rest the filesystem's data).
+fn mount_options(target: &Path, options: &BTreeMap<String, String>) -> Result<(), String> {
+    let device = options.get("device").map_or("", String::as_str);
+    let fstype = options
+        .get("type")
+        .map(String::as_str)
+        .filter(|t| !t.is_empty());
+    let (flags, data) = parse_mount_flags(options.get("o").map_or("", String::as_str));
+    nix::mount::mount(
+        Some(device),
+        target,
+        fstype,
+        flags,
+        Some(data.as_str()).filter(|d| !d.is_empty()),
+    )
+    .map_err(|e| {
+        format!(
+            "failed to mount local volume: mount {device}:{} (type {}, options {:?}): {e}",
+            target.display(),
+            fstype.unwrap_or("none"),
+            options.get("o").map_or("", String::as_str),
+        )
+    })
+}
+
+/// Splits mount(8)-style options into flags and the data string the filesystem gets.
+fn parse_mount_flags(o: &str) -> (nix::mount::MsFlags, String) {
+    use nix::mount::MsFlags as F;
+    let mut flags = F::empty();
+    let mut data = Vec::new();
+    for opt in o.split(',').filter(|x| !x.is_empty()) {
+        let (set, clear) = match opt {
+            "defaults" | "rw" => (F::empty(), F::MS_RDONLY),
+            "ro" => (F::MS_RDONLY, F::empty()),
+            "nosuid" => (F::MS_NOSUID, F::empty()),
+            "suid" => (F::empty(), F::MS_NOSUID),
+            "nodev" => (F::MS_NODEV, F::empty()),
+            "dev" => (F::empty(), F::MS_NODEV),
+            "noexec" => (F::MS_NOEXEC, F::empty()),
+            "exec" => (F::empty(), F::MS_NOEXEC),
+            "sync" => (F::MS_SYNCHRONOUS, F::empty()),
+            "async" => (F::empty(), F::MS_SYNCHRONOUS),
+            "dirsync" => (F::MS_DIRSYNC, F::empty()),
+            "noatime" => (F::MS_NOATIME, F::empty()),
+            "atime" => (F::empty(), F::MS_NOATIME),
+            "nodiratime" => (F::MS_NODIRATIME, F::empty()),
+            "relatime" => (F::MS_RELATIME, F::empty()),
+            "strictatime" => (F::MS_STRICTATIME, F::empty()),
+            "bind" => (F::MS_BIND, F::empty()),
+            "rbind" => (F::MS_BIND | F::MS_REC, F::empty()),
+            other => {
+                data.push(other);
+                continue;
+            }
+        };
+        flags.insert(set);
+        flags.remove(clear);
+    }
+    (flags, data.join(","))
+}
+
+/// Whether `path` is a mount point of this process's mount namespace.
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape_mount_path(m) == want)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(u8::try_from(v).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Docker's volume name rule.
@@ -380,6 +513,21 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_options_split_like_mount8() {
+        use nix::mount::MsFlags as F;
+        let (f, d) = parse_mount_flags("size=1m,mode=0700,ro,nosuid");
+        assert_eq!(f, F::MS_RDONLY | F::MS_NOSUID);
+        assert_eq!(d, "size=1m,mode=0700");
+        let (f, d) = parse_mount_flags("bind");
+        assert_eq!((f, d.as_str()), (F::MS_BIND, ""));
+        let (f, _) = parse_mount_flags("ro,rw,rbind");
+        assert_eq!(f, F::MS_BIND | F::MS_REC);
+        assert_eq!(unescape_mount_path("/a\\040b/c"), "/a b/c");
+        assert_eq!(unescape_mount_path("/x\\777"), "/x?");
+        assert_eq!(unescape_mount_path("/plain"), "/plain");
+    }
 
     #[test]
     fn create_get_list_remove() {

@@ -7,6 +7,7 @@
 mod world;
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -398,4 +399,103 @@ fn docker_cli_interactive_tty_and_start_ai() {
     let out = w.docker_in(&["start", "-ai", "ai"], Some("line\n"));
     assert_eq!(out, "read:line\n");
     w.docker(&["rm", "ai"]);
+}
+
+#[test]
+fn docker_cli_local_volume_driver_options() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let mounted = |p: &Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&*p.to_string_lossy()))
+    };
+    // tmpfs with size and mode: the container sees a tmpfs of that size.
+    w.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=2m,mode=0700",
+        "tv",
+    ]);
+    let data = PathBuf::from(
+        w.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", "tv"])
+            .trim(),
+    );
+    assert!(mounted(&data), "{} is not a mount point", data.display());
+    let out = w.docker(&[
+        "run", "--rm", "-v", "tv:/data", IMAGE, "sh", "-c",
+        "stat -f -c %T /data; df -k /data | tail -1 | awk '{print $2}'; stat -c %a /data; echo hi > /data/f",
+    ]);
+    assert_eq!(out, "tmpfs\n2048\n700\n", "{out}");
+    assert_eq!(std::fs::read_to_string(data.join("f")).unwrap(), "hi\n");
+    // A bind of a host directory: what the container writes lands there, and removing the
+    // volume unmounts it without touching the directory's files.
+    let host = w.tmp.path().join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("keep"), "keep").unwrap();
+    w.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        &format!("device={}", host.display()),
+        "bv",
+    ]);
+    w.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "bv:/b",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /b/keep > /b/copy",
+    ]);
+    assert_eq!(std::fs::read_to_string(host.join("copy")).unwrap(), "keep");
+    let bdata = PathBuf::from(
+        w.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", "bv"])
+            .trim(),
+    );
+    w.docker(&["volume", "rm", "bv", "tv"]);
+    assert!(
+        !mounted(&bdata) && !mounted(&data),
+        "a volume mount was left"
+    );
+    assert!(!bdata.exists() && !data.exists());
+    assert_eq!(std::fs::read_to_string(host.join("keep")).unwrap(), "keep");
+    // A device that cannot be mounted is the create's error and leaves no volume.
+    let err = w.try_docker(
+        &[
+            "volume",
+            "create",
+            "--opt",
+            "type=ext4",
+            "--opt",
+            "device=/nonexistent/dev",
+            "bad",
+        ],
+        None,
+    );
+    assert!(!err.status.success());
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(msg.contains("failed to mount local volume"), "{msg}");
+    assert!(
+        w.try_docker(&["volume", "inspect", "bad"], None)
+            .status
+            .code()
+            != Some(0)
+    );
+    let err = w.try_docker(&["volume", "create", "--opt", "type=tmpfs", "nodev"], None);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("missing required option"));
 }
