@@ -177,6 +177,7 @@ impl From<skiff_network::NetworkError> for ApiError {
         let status = match &e {
             NetworkError::NotFound(_) => StatusCode::NOT_FOUND,
             NetworkError::Conflict(_) => StatusCode::CONFLICT,
+            NetworkError::Forbidden(_) => StatusCode::FORBIDDEN,
             NetworkError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -212,6 +213,18 @@ mod tests {
         assert_eq!(e.status, StatusCode::CONFLICT);
         let e: ApiError = skiff_engine::Error::InvalidInput("bad".into()).into();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn network_errors_map_to_docker_statuses() {
+        use skiff_network::NetworkError;
+        // libnetwork's ActiveEndpointsError and a predefined network are Forbidden (403).
+        let e: ApiError = NetworkError::Forbidden("has active endpoints".into()).into();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        let e: ApiError = NetworkError::NotFound("network x not found".into()).into();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        let e: ApiError = NetworkError::Conflict("port is already allocated".into()).into();
+        assert_eq!(e.status, StatusCode::CONFLICT);
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub enum NetworkError {
     /// Something already exists or is in use: a network name, an address, a host port (409).
     #[error("{0}")]
     Conflict(String),
+    /// Refused by policy: removing a network that still has endpoints, or a predefined one
+    /// (Docker answers 403).
+    #[error("{0}")]
+    Forbidden(String),
     /// A request that can never succeed as written: a bad subnet, gateway, port spec (400).
     #[error("{0}")]
     InvalidInput(String),

@@ -690,13 +690,13 @@ impl NetworkManager {
         let i = find(&inner.state, name_or_id)?;
         let n = inner.state.networks[i].info.clone();
         if n.predefined {
-            return Err(NetworkError::InvalidInput(format!(
+            return Err(NetworkError::Forbidden(format!(
                 "{} is a pre-defined network and cannot be removed",
                 n.name
             )));
         }
         if inner.state.endpoints.iter().any(|e| e.network_id == n.id) {
-            return Err(NetworkError::Conflict(format!(
+            return Err(NetworkError::Forbidden(format!(
                 "error while removing network: network {} id {} has active endpoints",
                 n.name, n.id
             )));

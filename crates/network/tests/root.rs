@@ -318,7 +318,7 @@ fn containers_on_a_user_network_resolve_each_other() {
     // the network cannot be removed while b is attached
     assert!(matches!(
         env.m().remove_network("tnb0-net"),
-        Err(NetworkError::Conflict(_))
+        Err(NetworkError::Forbidden(_))
     ));
     env.m().release_container(&eb.container_id).unwrap();
     env.m().remove_network("tnb0-net").unwrap();
