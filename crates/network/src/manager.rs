@@ -1196,7 +1196,7 @@ mod tests {
         let id = m.inspect_network("bridge").unwrap().id;
         assert!(matches!(
             m.remove_network("host"),
-            Err(NetworkError::InvalidInput(_))
+            Err(NetworkError::Forbidden(_))
         ));
         assert!(matches!(
             m.inspect_network("nope"),
