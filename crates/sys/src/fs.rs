@@ -35,20 +35,30 @@ pub fn openat2(
         mode: u64::from(mode),
         resolve,
     };
-    // SAFETY: `cpath` is NUL-terminated and `how` is a properly laid out `struct open_how`
-    // whose size we pass; both outlive the call. The returned fd is new and owned by us.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd.as_raw_fd(),
-            cpath.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
+    // With RESOLVE_IN_ROOT/BENEATH the kernel answers EAGAIN when a rename or mount anywhere
+    // raced with a `..` step of the lookup; the lookup is then simply tried again.
+    let mut tries = 0;
+    let ret = loop {
+        // SAFETY: `cpath` is NUL-terminated and `how` is a properly laid out `struct open_how`
+        // whose size we pass; both outlive the call. The returned fd is new and owned by us.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                cpath.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if ret >= 0 {
+            break ret;
+        }
+        let e = Errno::last();
+        tries += 1;
+        if e != Errno::EAGAIN || tries >= 128 {
+            return Err(e);
+        }
     };
-    if ret < 0 {
-        return Err(Errno::last());
-    }
     let fd = i32::try_from(ret).map_err(|_| Errno::EBADF)?;
     // SAFETY: the kernel returned a fresh fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
