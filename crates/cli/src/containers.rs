@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::client::{query, seg, Body, Client, ClientError};
+use crate::client::{query, seg, Body, Client};
 use crate::format::{self, Format};
 use crate::opts::{self, CreateOpts};
 use crate::stream;
@@ -1565,8 +1565,7 @@ fn archive_path(ctr: &str, path: &str) -> String {
 async fn cp_from(c: &Client, ctr: &str, path: &str, dest: &str) -> anyhow::Result<i64> {
     let resp = c
         .send(Method::GET, &archive_path(ctr, path), Body::Empty, &[])
-        .await
-        .map_err(cp_err)?;
+        .await?;
     let stat = stat_header(&resp);
     let bytes = resp.into_body().collect().await?.to_bytes();
     if dest == "-" {
@@ -1660,14 +1659,6 @@ pub fn tar_of(src: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     b.into_inner()
 }
 
-fn cp_err(e: ClientError) -> anyhow::Error {
-    if e.status() == Some(StatusCode::NOT_FOUND) && e.to_string().contains("page not found") {
-        anyhow::anyhow!("Error response from daemon: this daemon does not serve /containers/{{id}}/archive (cp is not supported by it yet)")
-    } else {
-        e.into()
-    }
-}
-
 /// Returns the bytes copied.
 async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, uid_gid: bool) -> anyhow::Result<i64> {
     if src == "-" {
@@ -1703,7 +1694,7 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, path: &str, uid_gid: bool) -> a
         (parent, name)
     } else {
         let err = match crate::client::check(head).await {
-            Err(e) => cp_err(e),
+            Err(e) => e.into(),
             Ok(r) => anyhow::anyhow!("unexpected answer {} to HEAD archive", r.status()),
         };
         return Err(err);
@@ -1736,8 +1727,7 @@ async fn put_archive(
             Body::Bytes(data, "application/x-tar"),
             &[],
         )
-        .await
-        .map_err(cp_err)?;
+        .await?;
     r.into_body().collect().await?;
     Ok(n)
 }
