@@ -105,7 +105,7 @@ fn clean_path(cgroups_path: Option<&str>, container_id: &str) -> Result<(bool, P
 }
 
 /// The caller's own cgroup in hierarchy `m`, as a path relative to the mount.
-fn own_in(m: &Mount, own: &[(Vec<String>, String)]) -> Result<PathBuf, Error> {
+pub(crate) fn own_in(m: &Mount, own: &[(Vec<String>, String)]) -> Result<PathBuf, Error> {
     let found = own.iter().find(|(ctrls, _)| match m.kind {
         Kind::Unified => ctrls.is_empty(),
         Kind::V1 => {

@@ -855,7 +855,14 @@ where
         return Err(ApiError::bad_request("No exec command specified"));
     }
     let name = name.to_owned();
-    let rec = eng(state, move |e| e.record(&name)).await?;
+    let rec = eng(state, move |e| {
+        let rec = e.record(&name)?;
+        if rec.state.status == Status::Running {
+            e.expect_exec();
+        }
+        Ok(rec)
+    })
+    .await?;
     match rec.state.status {
         Status::Running => {}
         Status::Paused => {
