@@ -1,6 +1,7 @@
 //! The container manager.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,6 +134,9 @@ pub(crate) struct Shared {
     pub(crate) cfg: EngineConfig,
     ctrs: Mutex<HashMap<String, Arc<Ctr>>>,
     pub(crate) shutdown: AtomicBool,
+    /// Readable (hung up) once the engine is dropped: wakes every watcher's poll.
+    shutdown_rx: OwnedFd,
+    shutdown_tx: Mutex<Option<OwnedFd>>,
     watchers: Mutex<Vec<JoinHandle<()>>>,
     vols: Volumes,
     pub(crate) rt: Runtime,
@@ -192,6 +196,7 @@ pub struct Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.sh.shutdown.store(true, Ordering::SeqCst);
+        drop(lock(&self.sh.shutdown_tx).take());
         for c in lock(&self.sh.ctrs).values() {
             c.cv.notify_all();
         }
@@ -648,9 +653,12 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
     let dir = sh.mon_dir(&id);
     let mut backoff = Duration::from_millis(100);
     loop {
-        // Wait for the container's end (exit.json) or the monitor's death: woken at once by
-        // the monitor's pidfd when it exits, looking at exit.json every 25 ms meanwhile.
+        // Wait for the container's end (exit.json) or the monitor's death, woken by the
+        // monitor itself: its `wait` connection closes once exit.json is written, its pidfd
+        // turns readable when it exits, and the shutdown pipe when the engine is dropped.
+        // Only without both (an old monitor, a kernel without pidfds) is exit.json polled.
         let pidfd = handle.pidfd();
+        let mut waiter = monitor::subscribe_exit(&dir);
         let exit = loop {
             if sh.shutdown.load(Ordering::SeqCst) {
                 return;
@@ -661,16 +669,47 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
             if !handle.alive() {
                 break skiff_monitor::read_exit(&dir);
             }
-            match &pidfd {
-                Some(fd) => {
-                    use std::os::fd::AsFd;
-                    let mut fds = [nix::poll::PollFd::new(
-                        fd.as_fd(),
-                        nix::poll::PollFlags::POLLIN,
-                    )];
-                    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(25u16));
+            use std::os::fd::AsFd;
+            let mut fds = vec![nix::poll::PollFd::new(
+                sh.shutdown_rx.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if let Some(fd) = &pidfd {
+                fds.push(nix::poll::PollFd::new(
+                    fd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                ));
+            }
+            if let Some(w) = &waiter {
+                fds.push(nix::poll::PollFd::new(
+                    w.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                ));
+            }
+            let timeout = if pidfd.is_some() && waiter.is_some() {
+                nix::poll::PollTimeout::NONE
+            } else {
+                nix::poll::PollTimeout::from(25u16)
+            };
+            let _ = nix::poll::poll(&mut fds, timeout);
+            drop(fds);
+            if let Some(w) = &mut waiter {
+                // Its `ok`, or the end: after the end (or an error) it is of no more use.
+                let mut b = [0u8; 64];
+                loop {
+                    match std::io::Read::read(w, &mut b) {
+                        Ok(0) => {
+                            waiter = None;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            waiter = None;
+                            break;
+                        }
+                    }
                 }
-                None => std::thread::sleep(Duration::from_millis(25)),
             }
         };
         handle.reap_blocking();
@@ -912,7 +951,11 @@ impl Engine {
             std::fs::create_dir_all(&d)
                 .map_err(io_err(format!("cannot create {}", d.display())))?;
         }
+        let (shutdown_rx, shutdown_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::Internal(format!("cannot create a pipe: {e}")))?;
         let sh = Arc::new(Shared {
+            shutdown_rx,
+            shutdown_tx: Mutex::new(Some(shutdown_tx)),
             vols: Volumes::new(cfg.data_root.join("volumes")),
             rt: Runtime::new(cfg.run_root.join("runtime")),
             cfg,

@@ -178,15 +178,40 @@ impl Handle {
         self.alive().then_some(fd)
     }
 
-    /// Waits (bounded) for the monitor to end.
+    /// Waits (bounded, 6 s) for the monitor to end: on its pidfd when there is one.
     pub fn reap_blocking(&mut self) {
-        for _ in 0..600 {
-            if !self.alive() {
+        let deadline = std::time::Instant::now() + Duration::from_secs(6);
+        let pidfd = self.pidfd();
+        while self.alive() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            match &pidfd {
+                Some(fd) => {
+                    use std::os::fd::AsFd;
+                    let mut fds = [nix::poll::PollFd::new(
+                        fd.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+                }
+                None => std::thread::sleep(Duration::from_millis(10).min(left)),
+            }
         }
     }
+}
+
+/// Asks the monitor to close a connection once the container has ended (`wait`): the
+/// returned socket turns readable (its `ok`, then the end of the stream) without polling.
+/// `None` when the monitor cannot be reached.
+pub fn subscribe_exit(dir: &Path) -> Option<UnixStream> {
+    let (short, _dir) = skiff_monitor::socket_path(dir).ok()?;
+    let mut s = UnixStream::connect(&short).ok()?;
+    s.write_all(b"wait\n").ok()?;
+    s.set_nonblocking(true).ok()?;
+    Some(s)
 }
 
 use std::os::unix::ffi::OsStrExt;

@@ -9,7 +9,10 @@
 //!   - `start\n` → `ok\n` or `error <message>\n` (with `--wait-start` the container is only
 //!     created until this arrives, so a client can attach before the first byte of output);
 //!   - `attach\n` → `ok\n`, then frames both ways ([`protocol`]);
-//!   - `resize <rows> <cols>\n` → `ok\n` (tty only).
+//!   - `resize <rows> <cols>\n` → `ok\n` (tty only);
+//!   - `wait\n` → `ok\n`, then the connection is closed once `exit.json` is in place (before
+//!     attached clients get the rest of the output): the daemon learns of the end without
+//!     polling.
 //! - `exit.json`: written once the container exited ([`ExitStatus`]).
 //!
 //! The monitor reports readiness on `Config::ready` (a pipe from the daemon): `ok <pid>\n`

@@ -55,6 +55,8 @@ struct Client {
     inbuf: Vec<u8>,
     out: Vec<u8>,
     attached: bool,
+    /// Sent `wait`: gets nothing until the container's end, then the end of its stream.
+    waiting: bool,
     done: bool,
 }
 
@@ -380,6 +382,7 @@ pub fn run(mut cfg: Config) -> Result<ExitStatus, Error> {
                     inbuf: Vec::new(),
                     out: Vec::new(),
                     attached: false,
+                    waiting: false,
                     done: false,
                 });
             }
@@ -467,6 +470,9 @@ pub fn run(mut cfg: Config) -> Result<ExitStatus, Error> {
         error: String::new(),
     };
     write_exit(&cfg.dir, &st)?;
+    // Whoever waits for the end learns it now (exit.json is in place), before attached
+    // clients are given what is left of the output.
+    clients.retain(|c| !c.waiting);
     // Attached clients get what is left, then the end of their stream.
     for c in clients.iter_mut() {
         let _ = c.sock.set_nonblocking(false);
@@ -534,6 +540,10 @@ fn handle_client(
                 c.attached = true;
                 "ok\n".to_string()
             }
+            Some("wait") => {
+                c.waiting = true;
+                "ok\n".to_string()
+            }
             Some("resize") => {
                 let rows = words.next().and_then(|w| w.parse().ok());
                 let cols = words.next().and_then(|w| w.parse().ok());
@@ -551,6 +561,9 @@ fn handle_client(
             _ => format!("error unknown command {line:?}\n"),
         };
         c.send(reply.as_bytes());
+        if c.waiting {
+            return;
+        }
         if !c.attached {
             c.flush();
             c.done = true;
