@@ -3,6 +3,9 @@
 # runc), side by side in one run: `run --rm busybox true`, `exec`, `ps -a` with many containers,
 # `logs` of 50 MB, and the engine's own memory per idle container (PSS of skiffd + its
 # skiff-monitors vs dockerd + containerd + its shims). Prints medians and skiff/docker ratios.
+# For run and exec it also times the docker CLI against bench/cli-floor.py, a stand-in server
+# that answers at once without running anything: the CLI's own floor, which bounds the ratio
+# any daemon can reach on this machine.
 # Run as root on Debian 12; missing packages are installed with apt-get.
 #
 #   bench/daemon.sh                       # builds skiffd and skiff-monitor (cargo, release)
@@ -104,6 +107,7 @@ cleanup() {
     if [ -n "$DOCKERD_PID" ]; then dk rm -f $(dk ps -aq) >/dev/null 2>&1; fi
     stop_pid "$SKIFFD_PID"
     stop_pid "$DOCKERD_PID"
+    [ -z "${FLOOR_PID:-}" ] || kill "$FLOOR_PID" 2>/dev/null
     # dockerd's own containerd, and any monitor left behind
     pkill -f "containerd --config $D/exec" 2>/dev/null
     pkill -f "skiff-monitor.*$S/" 2>/dev/null
@@ -153,29 +157,41 @@ NONE=(--network none)
 
 # --- measurements ---------------------------------------------------------------------------------
 declare -A MED
-# pair NAME SKIFF_CMD DOCKER_CMD: hyperfine both, record the medians (ms)
+FLC="env -u DOCKER_HOST DOCKER_CONFIG=$S/cli $DOCKER -H unix://$RUN/floor.sock"
+FLOOR_PID=""
+if has run || has exec; then
+    setsid python3 "$here/cli-floor.py" "$RUN/floor.sock" </dev/null >"$RUN/floor.log" 2>&1 &
+    FLOOR_PID=$!
+    for _ in $(seq 50); do [ -S "$RUN/floor.sock" ] && break; sleep 0.1; done
+fi
+# pair NAME SKIFF_CMD DOCKER_CMD [FLOOR_CMD]: hyperfine them in one invocation, record the
+# medians (ms)
 pair() {
     local name=$1 j=$RUN/$1.json
+    local extra=()
+    [ -z "${4:-}" ] || extra=(-n "floor $name" "$4")
     hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$j" \
-        -n "skiff $name" "$2" -n "docker $name" "$3" >&2
-    read -r MED[skiff_$name] MED[docker_$name] < <(python3 -c '
+        -n "skiff $name" "$2" -n "docker $name" "$3" "${extra[@]}" >&2
+    read -r MED[skiff_$name] MED[docker_$name] floor_med < <(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 print(" ".join("%.1f" % (x["median"] * 1000) for x in r))' "$j")
+    [ -z "${4:-}" ] || MED[floor_$name]=$floor_med
 }
 SKC="env -u DOCKER_HOST DOCKER_CONFIG=$S/cli $DOCKER -H unix://$S/skiff.sock"
 DKC="env -u DOCKER_HOST DOCKER_CONFIG=$D/cli $DOCKER -H unix://$D/docker.sock"
 
 if has run; then
     say "run --rm $IMG true"
-    pair run "$SKC run --rm ${NONE[*]} $IMG true" "$DKC run --rm ${NONE[*]} $IMG true"
+    pair run "$SKC run --rm ${NONE[*]} $IMG true" "$DKC run --rm ${NONE[*]} $IMG true" \
+        "$FLC run --rm ${NONE[*]} $IMG true"
     pair cli "$SKC version --format {{.Server.Version}}" "$DKC version --format {{.Server.Version}}"
 fi
 if has exec; then
     say "exec into a running container"
     sk run -d --name bench-exec "${NONE[@]}" "$IMG" sleep 1d >/dev/null
     dk run -d --name bench-exec "${NONE[@]}" "$IMG" sleep 1d >/dev/null
-    pair exec "$SKC exec bench-exec true" "$DKC exec bench-exec true"
+    pair exec "$SKC exec bench-exec true" "$DKC exec bench-exec true" "$FLC exec bench-exec true"
     sk rm -f bench-exec >/dev/null
     dk rm -f bench-exec >/dev/null
 fi
@@ -249,3 +265,13 @@ row exec "exec true (median)" ms 0.20
 row ps "ps -a, $PS_CONTAINERS containers (median)" ms 0.50
 row logs "logs, $LOG_MB MB (median)" ms 0.10
 row mem "engine PSS per idle container" MiB "0.3MiB"
+# The floor: the same CLI command against a server that does nothing. Its ratio to dockerd is
+# the best any daemon could show here; "above floor" is what the daemons themselves add.
+for k in run exec; do
+    [ -n "${MED[floor_$k]:-}" ] && [ -n "${MED[docker_$k]:-}" ] || continue
+    printf '%-40s %10s ms %10s ms %8s %8s\n' "$k: docker CLI floor (no daemon work)" "${MED[floor_$k]}" "${MED[floor_$k]}" \
+        "$(ratio "${MED[floor_$k]}" "${MED[docker_$k]}")" "(best)"
+    a=$(python3 -c "print('%.1f' % max(0.0, ${MED[skiff_$k]} - ${MED[floor_$k]}))")
+    b=$(python3 -c "print('%.1f' % max(0.0, ${MED[docker_$k]} - ${MED[floor_$k]}))")
+    printf '%-40s %10s ms %10s ms %8s %8s\n' "$k: daemon time above the floor" "$a" "$b" "$(ratio "$a" "$b")" -
+done

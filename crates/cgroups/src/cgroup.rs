@@ -200,6 +200,15 @@ impl Cgroup {
         self.dirs.iter().find(|d| d.kind == Kind::Unified)
     }
 
+    /// On a pure cgroup v2 host: the container's one cgroup directory, where a process can
+    /// be born directly (`CLONE_INTO_CGROUP`) once [`Cgroup::create`] made it. `None` on v1
+    /// and hybrid hosts, where joining the v1 hierarchies needs [`Cgroup::add_process`].
+    pub fn v2_dir(&self) -> Option<&Path> {
+        (self.layout == Layout::Unified && !self.fake)
+            .then(|| self.unified().map(|d| d.path.as_path()))
+            .flatten()
+    }
+
     /// The directory whose cgroup.procs lists the container's processes.
     fn main_dir(&self) -> Option<&Dir> {
         match self.layout {

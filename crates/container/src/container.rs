@@ -316,7 +316,39 @@ impl Runtime {
         } else {
             new_flags
         };
-        let child = match clone_fork(clone_flags)
+        let croot = CgroupRoot::detect()?;
+        cg = Cgroup::new(&croot, cgroups_path.as_deref(), &o.id)?;
+        let rootless = !nix::unistd::geteuid().is_root();
+        // On a pure v2 host the init is born in its cgroup (CLONE_INTO_CGROUP): moving it
+        // there afterwards would wait for an RCU grace period (5-15 ms on a small VM).
+        // Elsewhere (v1, hybrid, rootless, joined namespaces) the cgroup is made after the
+        // clone, in parallel with the init's first mounts, and the init is moved into it.
+        let born_in = match cg.v2_dir().filter(|_| !slow_path && !rootless) {
+            Some(path) => {
+                guard.cgroup = Some(&cg);
+                cg.create()?;
+                Some(
+                    std::os::unix::fs::OpenOptionsExt::custom_flags(
+                        fs::OpenOptions::new().read(true),
+                        libc::O_DIRECTORY,
+                    )
+                    .open(path)
+                    .map(OwnedFd::from)
+                    .ctx(|| format!("cannot open cgroup {}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        let forked = match &born_in {
+            Some(fd) => match skiff_sys::process::clone_into_cgroup(clone_flags, fd.as_fd()) {
+                Err(e) if CLONE3_UNSUPPORTED.contains(&e) => (clone_fork(clone_flags), false),
+                r => (r, true),
+            },
+            None => (clone_fork(clone_flags), false),
+        };
+        let placed = forked.1;
+        let child = match forked
+            .0
             .ctx(|| format!("cannot clone the container init with {clone_flags:?}"))?
         {
             Forked::Child => {
@@ -357,10 +389,11 @@ impl Runtime {
         }
         // The init is already mounting its rootfs in parallel; it waits for this before its
         // cgroup namespace and cgroup mounts.
-        let croot = CgroupRoot::detect()?;
-        cg = Cgroup::new(&croot, cgroups_path.as_deref(), &o.id)?;
-        let rootless = !nix::unistd::geteuid().is_root();
-        let no_cgroup = match cg.create() {
+        let no_cgroup = match if born_in.is_some() {
+            Ok(())
+        } else {
+            cg.create()
+        } {
             Err(e) if rootless && denied(&e) => {
                 if asks_for_limits(linux) {
                     return Err(Error::Other(format!(
@@ -379,7 +412,9 @@ impl Runtime {
         };
         if !no_cgroup {
             cg.apply(&with_device_rules(linux))?;
-            cg.add_process(child.as_raw())?;
+            if !placed {
+                cg.add_process(child.as_raw())?;
+            }
         }
         let annotations = spec.annotations().clone().unwrap_or_default();
         let hook_state = |pid: i32, status: Status| {
@@ -710,11 +745,36 @@ impl Runtime {
             ));
         }
         let (parent_chan, child_chan) = sync::pair()?;
-        let child = match clone_fork(CloneFlags::empty()).ctx(|| "cannot fork for exec".into())? {
+        // On pure v2 the exec'd process is born in the container's cgroup (see `create`).
+        let born_in = cg
+            .as_ref()
+            .and_then(Cgroup::v2_dir)
+            .and_then(|p| {
+                std::os::unix::fs::OpenOptionsExt::custom_flags(
+                    fs::OpenOptions::new().read(true),
+                    libc::O_DIRECTORY,
+                )
+                .open(p)
+                .ok()
+            })
+            .map(OwnedFd::from);
+        let (forked, placed) = match &born_in {
+            Some(fd) => {
+                match skiff_sys::process::clone_into_cgroup(CloneFlags::empty(), fd.as_fd()) {
+                    Err(e) if CLONE3_UNSUPPORTED.contains(&e) => {
+                        (clone_fork(CloneFlags::empty()), false)
+                    }
+                    r => (r, true),
+                }
+            }
+            None => (clone_fork(CloneFlags::empty()), false),
+        };
+        drop(born_in);
+        let child = match forked.ctx(|| "cannot fork for exec".into())? {
             Forked::Child => {
                 drop(parent_chan);
                 let r = exec_child(
-                    cg.as_ref(),
+                    cg.as_ref().filter(|_| !placed),
                     nsfds,
                     &o.process,
                     seccomp.clone(),
@@ -774,6 +834,16 @@ impl Runtime {
         }
     }
 }
+
+/// What `clone3` answers where `CLONE_INTO_CGROUP` cannot be used (an old kernel, a cgroup
+/// that cannot take processes): then the process is forked and moved as before.
+const CLONE3_UNSUPPORTED: [nix::errno::Errno; 5] = [
+    nix::errno::Errno::ENOSYS,
+    nix::errno::Errno::E2BIG,
+    nix::errno::Errno::EINVAL,
+    nix::errno::Errno::EOPNOTSUPP,
+    nix::errno::Errno::EBUSY,
+];
 
 /// In the forked child of `exec`: join the cgroup and namespaces, fork the process that will
 /// exec (so it is inside the pid namespace), report its pid and exit.

@@ -10,7 +10,7 @@
 //!   a socket); [`Daemon::serve`] runs it on unix listeners with hyper (HTTP/1.1, with
 //!   upgrades for attach and exec) and shuts down gracefully.
 //! - The container side is `skiff_engine::Engine` (opened by [`Daemon::new`] with
-//!   `skiff-monitor` from next to the executable and `skiffd exec-helper` as its exec
+//!   `skiff-monitor` from next to the executable, also run as `skiff-monitor exec` for its exec
 //!   helper); `containers` holds the container and exec handlers. Attach and exec start
 //!   hijack the connection (`101 UPGRADED`) and bridge it to the monitor's attach socket
 //!   (Docker's 8-byte frames both ways), to the exec helper's pipes, or raw to an exec's
@@ -79,8 +79,6 @@ use crate::volumes::VolumeStore;
 pub const API_VERSION: &str = "1.47";
 /// The oldest API version served.
 pub const MIN_API_VERSION: &str = "1.24";
-/// The hidden first argument that makes `skiffd` the engine's exec helper.
-pub const EXEC_HELPER_ARG: &str = "exec-helper";
 /// The engine version reported by `/version` and the `Server` header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -291,13 +289,16 @@ fn open_engine(
     let mut cfg = skiff_engine::EngineConfig::new(
         config.data_root.clone(),
         config.exec_root.clone(),
-        monitor_bin,
+        monitor_bin.clone(),
         store.clone(),
     );
     if cfg.init_bin.is_none() {
         tracing::warn!("skiff-init not found next to skiffd: `--init` containers cannot start");
     }
-    cfg.exec_helper = Some((exe, vec![EXEC_HELPER_ARG.to_owned()]));
+    cfg.exec_helper = Some((
+        monitor_bin,
+        vec![skiff_monitor::exec_helper::ARG.to_owned()],
+    ));
     cfg.events = Some(events);
     cfg.network = Some(network);
     skiff_engine::Engine::open(cfg).map_err(|e| DaemonError::Engine(Box::new(e)))

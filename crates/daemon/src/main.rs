@@ -35,13 +35,6 @@ struct Args {
 }
 
 fn main() {
-    // `skiffd exec-helper <runtime root> <container id>`: the engine runs `docker exec`
-    // through this re-execution, because the runtime's exec forks, which the
-    // multi-threaded daemon must not do. Nothing else (no threads) may run before it.
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some(skiff_daemon::EXEC_HELPER_ARG) {
-        std::process::exit(skiff_engine::exec_helper_main(&argv[2..]));
-    }
     if let Err(e) = run() {
         let mut msg = format!("skiffd: {e}");
         for c in e.chain().skip(1) {

@@ -51,9 +51,11 @@ pub use engine::{
     default_init_bin, parse_signal, Engine, EngineConfig, EventHook, NetworkHook, Waiter,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use exec::{exec_helper_main, resize_console, ExecProcess};
+pub use exec::{resize_console, ExecProcess};
 pub use logs::LogStream;
 pub use model::{
     CreateBody, Filters, LogEntry, LogsOptions, MonitorRef, Record, State, Status, WaitCondition,
 };
+/// The exec helper's `main` (see [`skiff_monitor::exec_helper`]).
+pub use skiff_monitor::exec_helper::main as exec_helper_main;
 pub use update::UpdateBody;

@@ -43,6 +43,10 @@ struct Args {
 /// Parses the process's arguments, runs the monitor and exits: 0 when the container ran
 /// (whatever its exit code), 1 when it could not run or the monitor failed.
 pub fn main() -> ! {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(crate::exec_helper::ARG) {
+        std::process::exit(crate::exec_helper::main(&argv[2..]));
+    }
     let a = Args::parse();
     let ready = match a.ready_fd {
         Some(fd) => {

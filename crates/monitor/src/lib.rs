@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod exec_helper;
 pub mod logfile;
 pub mod protocol;
 mod serve;

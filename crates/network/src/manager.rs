@@ -968,6 +968,10 @@ impl NetworkManager {
             .filter(|e| e.container_id == container_id)
             .map(|e| e.id.clone())
             .collect();
+        if ids.is_empty() {
+            // Nothing to release (`--network none`, host, a second teardown): no state write.
+            return Ok(());
+        }
         let mut first_err = None;
         for id in ids {
             if let Some(Err(e)) = self.drop_endpoint(&mut inner, &id) {
