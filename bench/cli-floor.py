@@ -12,6 +12,7 @@ container inspect, exec create/start/inspect, version.
 """
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -41,7 +42,8 @@ def handle(conn):
         while len(buf) < n:
             buf += conn.recv(65536)
         buf = buf[n:]
-        path = path.split("?", 1)[0]
+        # Whatever API version the CLI settled on: /v1.47/containers/... -> /containers/...
+        path = re.sub(r"^/v[0-9.]+/", "/", path.split("?", 1)[0])
 
         def send(status, body=b"", ctype="application/json"):
             conn.sendall(f"HTTP/1.1 {status}\r\n{HEADERS}Content-Type: {ctype}\r\n"
@@ -51,7 +53,7 @@ def handle(conn):
             send("200 OK", b"" if method == "HEAD" else b"OK", "text/plain")
         elif path.endswith("/containers/create"):
             send("201 Created", json.dumps({"Id": CID, "Warnings": []}).encode())
-        elif path.endswith("/attach") or (path.startswith("/v1.47/exec/") and path.endswith("/start")):
+        elif path.endswith("/attach") or (path.startswith("/exec/") and path.endswith("/start")):
             conn.sendall(f"HTTP/1.1 101 UPGRADED\r\n{HEADERS}"
                          "Content-Type: application/vnd.docker.multiplexed-stream\r\n"
                          "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
@@ -74,12 +76,12 @@ def handle(conn):
             started.set()
         elif path.endswith("/exec"):
             send("201 Created", json.dumps({"Id": EID}).encode())
-        elif path.startswith("/v1.47/exec/") and path.endswith("/json"):
+        elif path.startswith("/exec/") and path.endswith("/json"):
             send("200 OK", json.dumps({
                 "ID": EID, "Running": False, "ExitCode": 0, "Pid": 0, "ContainerID": CID,
                 "OpenStdin": False, "OpenStdout": True, "OpenStderr": True,
                 "ProcessConfig": {"entrypoint": "true", "arguments": [], "tty": False}}).encode())
-        elif path.startswith("/v1.47/containers/") and path.endswith("/json"):
+        elif path.startswith("/containers/") and path.endswith("/json"):
             send("200 OK", json.dumps({"Id": CID, "State": {"Running": True, "Status": "running"},
                                        "Config": {"Tty": False}}).encode())
         elif path.endswith("/version"):

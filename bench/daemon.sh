@@ -171,7 +171,8 @@ pair() {
     local extra=()
     [ -z "${4:-}" ] || extra=(-n "floor $name" "$4")
     hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$j" \
-        -n "skiff $name" "$2" -n "docker $name" "$3" "${extra[@]}" >&2
+        -n "skiff $name" "$2" -n "docker $name" "$3" "${extra[@]}" >&2 ||
+        die "hyperfine failed for $name (run the command by hand to see why)"
     read -r MED[skiff_$name] MED[docker_$name] floor_med < <(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
