@@ -105,7 +105,7 @@ fn clean_path(cgroups_path: Option<&str>, container_id: &str) -> Result<(bool, P
 }
 
 /// The caller's own cgroup in hierarchy `m`, as a path relative to the mount.
-pub(crate) fn own_in(m: &Mount, own: &[(Vec<String>, String)]) -> Result<PathBuf, Error> {
+fn own_in(m: &Mount, own: &[(Vec<String>, String)]) -> Result<PathBuf, Error> {
     let found = own.iter().find(|(ctrls, _)| match m.kind {
         Kind::Unified => ctrls.is_empty(),
         Kind::V1 => {
@@ -200,13 +200,36 @@ impl Cgroup {
         self.dirs.iter().find(|d| d.kind == Kind::Unified)
     }
 
-    /// On a pure cgroup v2 host: the container's one cgroup directory, where a process can
-    /// be born directly (`CLONE_INTO_CGROUP`) once [`Cgroup::create`] made it. `None` on v1
-    /// and hybrid hosts, where joining the v1 hierarchies needs [`Cgroup::add_process`].
-    pub fn v2_dir(&self) -> Option<&Path> {
-        (self.layout == Layout::Unified && !self.fake)
+    /// The container's directory in the unified hierarchy (pure v2, or the cgroup2 mount of
+    /// a hybrid host), where a process can be born directly (`CLONE_INTO_CGROUP`) once
+    /// [`Cgroup::create`] made it. `None` on a v1-only host.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        (!self.fake)
             .then(|| self.unified().map(|d| d.path.as_path()))
             .flatten()
+    }
+
+    /// Whether any v1 hierarchy is used (legacy and hybrid hosts).
+    pub fn has_v1(&self) -> bool {
+        self.dirs.iter().any(|d| d.kind == Kind::V1)
+    }
+
+    /// Moves the calling thread into this cgroup in every v1 hierarchy (and in on-demand v1
+    /// hierarchies whose directory exists) by writing `0` to `tasks`. The caller must be its
+    /// process's only thread, so the process moves whole. Unlike a `cgroup.procs` write (or
+    /// any write naming a pid), a thread moving itself does not take the kernel's global
+    /// threadgroup lock, whose first writer waits for an RCU grace period (5-15 ms on a
+    /// small VM). The unified hierarchy has no such path: a process
+    /// is born there instead (`CLONE_INTO_CGROUP` into [`Cgroup::unified_dir`]).
+    pub fn join_v1_self(&self) -> Result<(), Error> {
+        for d in self.dirs.iter().filter(|d| d.kind == Kind::V1) {
+            if d.always {
+                fs::write(&d.path, "tasks", "0", self.fake)?;
+            } else {
+                fs::write_if_exists(&d.path, "tasks", "0", self.fake)?;
+            }
+        }
+        Ok(())
     }
 
     /// The directory whose cgroup.procs lists the container's processes.

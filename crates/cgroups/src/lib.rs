@@ -36,7 +36,6 @@ mod devices;
 mod fs;
 mod mount;
 mod oom;
-mod prime;
 mod stats;
 mod v1;
 mod v2;
@@ -50,7 +49,6 @@ pub use cgroup::Cgroup;
 pub use devices::default_device_rules;
 pub use mount::{CgroupRoot, Layout};
 pub use oom::OomWatcher;
-pub use prime::MigrationPrimer;
 pub use stats::{
     Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Hugetlb, IntelRdt, Memory, MemoryEntry, Pids, Stats,
     Throttling,

@@ -479,3 +479,29 @@ fn v1_stats_from_files() {
         serde_json::json!({"major": 8, "op": "Write"})
     );
 }
+
+#[test]
+fn join_v1_self_writes_zero_to_every_v1_tasks_file_only() {
+    let (tmp, root) = fake(Layout::Hybrid);
+    let base = tmp.path();
+    let cg = Cgroup::new(&root, Some("/skiff/c1"), "c1").unwrap();
+    cg.create().unwrap();
+    assert!(cg.has_v1());
+    cg.join_v1_self().unwrap();
+    // Every always-joined v1 hierarchy got "0" (the calling thread) in `tasks`...
+    for h in ["memory", "pids", "cpu", "freezer", "devices", "systemd"] {
+        assert_eq!(read(base.join(h).join("skiff/c1/tasks")), "0", "{h}");
+    }
+    // ...an on-demand one that was never made is skipped, and the unified hierarchy (where a
+    // process is born with CLONE_INTO_CGROUP instead) is not written.
+    assert!(!base.join("cpuset/skiff/c1").exists());
+    assert!(!base.join("unified/skiff/c1/tasks").exists());
+    assert!(!base.join("unified/skiff/c1/cgroup.procs").exists());
+    // Fake trees have no unified directory to be born in.
+    assert_eq!(cg.unified_dir(), None);
+
+    let (_tmp2, v2) = fake(Layout::Unified);
+    let cg2 = Cgroup::new(&v2, Some("/skiff/c2"), "c2").unwrap();
+    assert!(!cg2.has_v1());
+    cg2.join_v1_self().unwrap();
+}

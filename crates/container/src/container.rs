@@ -281,7 +281,12 @@ impl Runtime {
             ));
         }
         let idmapped = crate::idmap::prepare(spec, &bundle.dir)?;
+        let croot = CgroupRoot::detect()?;
+        cg = Cgroup::new(&croot, cgroups_path.as_deref(), &o.id)?;
+        let rootless = !nix::unistd::geteuid().is_root();
+        let self_join = !slow_path && !rootless && !new_userns;
         let args = InitArgs {
+            join_v1: (self_join && cg.has_v1()).then(|| cg.clone()),
             idmapped,
             id: &o.id,
             spec,
@@ -316,14 +321,14 @@ impl Runtime {
         } else {
             new_flags
         };
-        let croot = CgroupRoot::detect()?;
-        cg = Cgroup::new(&croot, cgroups_path.as_deref(), &o.id)?;
-        let rootless = !nix::unistd::geteuid().is_root();
-        // On a pure v2 host the init is born in its cgroup (CLONE_INTO_CGROUP): moving it
-        // there afterwards would wait for an RCU grace period (5-15 ms on a small VM).
-        // Elsewhere (v1, hybrid, rootless, joined namespaces) the cgroup is made after the
-        // clone, in parallel with the init's first mounts, and the init is moved into it.
-        let born_in = match cg.v2_dir().filter(|_| !slow_path && !rootless) {
+        // A cgroup migration that names a pid waits for an RCU grace period (5-15 ms on a
+        // small VM). So, when we are root and the init is cloned straight into its namespaces:
+        // the cgroup is made first, the init is born in its unified-hierarchy cgroup
+        // (CLONE_INTO_CGROUP) and moves itself into the v1 hierarchies once told the cgroup is
+        // ready (a thread moving itself takes no global lock). Otherwise (rootless, a new user
+        // namespace, joined namespaces) the cgroup is made after the clone, in parallel with
+        // the init's first mounts, and the init is moved into it.
+        let born_in = match cg.unified_dir().filter(|_| self_join) {
             Some(path) => {
                 guard.cgroup = Some(&cg);
                 cg.create()?;
@@ -336,6 +341,11 @@ impl Runtime {
                     .map(OwnedFd::from)
                     .ctx(|| format!("cannot open cgroup {}", path.display()))?,
                 )
+            }
+            None if self_join => {
+                guard.cgroup = Some(&cg);
+                cg.create()?;
+                None
             }
             None => None,
         };
@@ -389,11 +399,7 @@ impl Runtime {
         }
         // The init is already mounting its rootfs in parallel; it waits for this before its
         // cgroup namespace and cgroup mounts.
-        let no_cgroup = match if born_in.is_some() {
-            Ok(())
-        } else {
-            cg.create()
-        } {
+        let no_cgroup = match if self_join { Ok(()) } else { cg.create() } {
             Err(e) if rootless && denied(&e) => {
                 if asks_for_limits(linux) {
                     return Err(Error::Other(format!(
@@ -412,7 +418,8 @@ impl Runtime {
         };
         if !no_cgroup {
             cg.apply(&with_device_rules(linux))?;
-            if !placed {
+            // Unless the init joins by itself (and was born in its unified cgroup, if any).
+            if !self_join || (cg.unified_dir().is_some() && !placed) {
                 cg.add_process(child.as_raw())?;
             }
         }
@@ -745,10 +752,11 @@ impl Runtime {
             ));
         }
         let (parent_chan, child_chan) = sync::pair()?;
-        // On pure v2 the exec'd process is born in the container's cgroup (see `create`).
+        // Born in the container's unified-hierarchy cgroup, then joining the v1 ones by
+        // itself: no migration that waits for a grace period (see `create`).
         let born_in = cg
             .as_ref()
-            .and_then(Cgroup::v2_dir)
+            .and_then(Cgroup::unified_dir)
             .and_then(|p| {
                 std::os::unix::fs::OpenOptionsExt::custom_flags(
                     fs::OpenOptions::new().read(true),
@@ -774,7 +782,7 @@ impl Runtime {
             Forked::Child => {
                 drop(parent_chan);
                 let r = exec_child(
-                    cg.as_ref().filter(|_| !placed),
+                    cg.as_ref().map(|c| (c, placed)),
                     nsfds,
                     &o.process,
                     seccomp.clone(),
@@ -845,10 +853,11 @@ const CLONE3_UNSUPPORTED: [nix::errno::Errno; 5] = [
     nix::errno::Errno::EBUSY,
 ];
 
-/// In the forked child of `exec`: join the cgroup and namespaces, fork the process that will
-/// exec (so it is inside the pid namespace), report its pid and exit.
+/// In the forked child of `exec`: join the cgroup (`(cgroup, born in its unified-hierarchy
+/// directory)`) and namespaces, fork the process that will exec (so it is inside the pid
+/// namespace), report its pid and exit.
 fn exec_child(
-    cg: Option<&Cgroup>,
+    cg: Option<(&Cgroup, bool)>,
     nsfds: Vec<(CloneFlags, OwnedFd)>,
     p: &Process,
     seccomp: Option<skiff_seccomp::Filter>,
@@ -856,8 +865,12 @@ fn exec_child(
     chan: &sync::Channel,
     preserve_fds: u32,
 ) -> Result<()> {
-    if let Some(cg) = cg {
-        cg.add_process(nix::unistd::getpid().as_raw())?;
+    // `placed`: born in the unified-hierarchy cgroup. We are single-threaded (just forked),
+    // so we can move ourselves into the v1 hierarchies without the global lock.
+    match cg {
+        Some((cg, placed)) if placed || cg.unified_dir().is_none() => cg.join_v1_self()?,
+        Some((cg, _)) => cg.add_process(nix::unistd::getpid().as_raw())?,
+        None => {}
     }
     for (flag, fd) in &nsfds {
         nix::sched::setns(fd.as_fd(), *flag)

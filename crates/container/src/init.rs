@@ -44,6 +44,9 @@ pub struct InitArgs<'a> {
     /// A rootless runtime writes our id maps after clone, through /proc/<pid>/*_map, which it
     /// may only open while we are dumpable: become non-dumpable once it has (at Go).
     pub dumpable_until_go: bool,
+    /// Our cgroup, to join in its v1 hierarchies by ourselves once the runtime says it is
+    /// ready (at Go): see `Cgroup::join_v1_self`. `None`: the runtime moves us.
+    pub join_v1: Option<skiff_cgroups::Cgroup>,
 }
 
 /// The child's entry point: never returns.
@@ -120,6 +123,10 @@ fn wait_go(a: &InitArgs<'_>) -> Result<Go> {
                 .filter_map(|l| l.split_once('\t'))
                 .map(|(n, p)| (n.to_string(), PathBuf::from(p)))
                 .collect();
+            // The cgroup exists with its limits: join it before anything else runs.
+            if let Some(cg) = &a.join_v1 {
+                cg.join_v1_self()?;
+            }
             Ok(Go { state, cgroups })
         }
         other => Err(Error::Other(format!(

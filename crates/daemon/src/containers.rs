@@ -311,7 +311,10 @@ where
             .await?;
             Ok(http::status(StatusCode::OK))
         }
-        ("POST", "wait") => wait(state, &name, q).await,
+        ("POST", "wait") => {
+            let gone = req.extensions().get::<crate::server::PeerGone>().cloned();
+            wait(state, &name, q, gone).await
+        }
         ("GET", "logs") => logs(state, &name, q).await,
         ("POST", "attach") => attach(state, req, &name, q).await,
         ("GET", "stats") => stats(state, &name, q).await,
@@ -326,7 +329,12 @@ where
 
 /// `POST /containers/{id}/wait?condition=`: the 200 headers go out at once (the CLI starts
 /// the container only once it has them), the body when the condition holds.
-async fn wait(state: &Arc<State>, name: &str, q: &Query) -> Result<Response<Body>, ApiError> {
+async fn wait(
+    state: &Arc<State>,
+    name: &str,
+    q: &Query,
+    gone: Option<crate::server::PeerGone>,
+) -> Result<Response<Body>, ApiError> {
     let cond: WaitCondition = q
         .get("condition")
         .unwrap_or("")
@@ -336,14 +344,16 @@ async fn wait(state: &Arc<State>, name: &str, q: &Query) -> Result<Response<Body
     let waiter = eng(state, move |e| e.waiter(&name, cond)).await?;
     let (resp, tx) = http::streaming("application/json");
     tokio::spawn(async move {
-        // Waits in slices, so a client that went away (`docker run -d` drops this
-        // connection) frees its worker thread.
+        // Waits in slices, so a client that went away (`docker run -d` sends this request
+        // and exits) frees its worker thread within a slice.
         let waiter = Arc::new(waiter);
         let result = loop {
             let w = waiter.clone();
             match tokio::task::spawn_blocking(move || w.wait_timeout(Duration::from_secs(1))).await
             {
-                Ok(Ok(None)) if tx.is_closed() => return,
+                Ok(Ok(None)) if tx.is_closed() || gone.as_ref().is_some_and(|g| g.is_gone()) => {
+                    return
+                }
                 Ok(Ok(None)) => continue,
                 Ok(Ok(Some(code))) => break Ok(code),
                 Ok(Err(e)) => break Err(e.to_string()),
@@ -855,14 +865,7 @@ where
         return Err(ApiError::bad_request("No exec command specified"));
     }
     let name = name.to_owned();
-    let rec = eng(state, move |e| {
-        let rec = e.record(&name)?;
-        if rec.state.status == Status::Running {
-            e.expect_exec();
-        }
-        Ok(rec)
-    })
-    .await?;
+    let rec = eng(state, move |e| e.record(&name)).await?;
     match rec.state.status {
         Status::Running => {}
         Status::Paused => {

@@ -134,8 +134,12 @@ impl Daemon {
                 c = conn_rx.recv() => {
                     let Some(stream) = c else { break };
                     let daemon = self.clone();
-                    let svc = service_fn(move |req| {
+                    let gone = PeerGone::watch(&stream);
+                    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                         let daemon = daemon.clone();
+                        if let Some(g) = &gone {
+                            req.extensions_mut().insert(g.clone());
+                        }
                         async move { Ok::<_, std::convert::Infallible>(daemon.handle(req).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
@@ -175,5 +179,54 @@ impl Daemon {
             tracing::warn!("requests still running after the grace period were dropped");
         }
         tracing::info!("shut down");
+    }
+}
+
+/// Whether the client has closed its end of the connection, seen without reading from it
+/// (the socket's `EPOLLRDHUP`, through a duplicate registered with the reactor): a handler
+/// whose answer waits for an event (`wait`: the docker CLI sends one for every `run`, even
+/// `run -d`, and goes away) stops waiting then instead of holding a thread until the event.
+/// hyper itself does not notice a peer that hangs up while a response body is pending.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerGone(tokio::sync::watch::Receiver<bool>);
+
+impl PeerGone {
+    /// Starts watching `stream`; the watch ends with the peer's hang-up or once every
+    /// `PeerGone` of the connection is dropped. `None` if the socket cannot be watched.
+    fn watch(stream: &tokio::net::UnixStream) -> Option<PeerGone> {
+        use std::os::fd::AsFd;
+        use tokio::io::Interest;
+        let fd = stream.as_fd().try_clone_to_owned().ok()?;
+        let dup = std::os::unix::net::UnixStream::from(fd);
+        dup.set_nonblocking(true).ok()?;
+        let dup = tokio::net::UnixStream::from_std(dup).ok()?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = dup.ready(Interest::READABLE) => match r {
+                        Ok(ready) if ready.is_read_closed() => {
+                            let _ = tx.send(true);
+                            return;
+                        }
+                        Ok(_) => {
+                            // Data for hyper, which reads it through its own registration:
+                            // forget this readiness without reading anything.
+                            let _ = dup.try_io(Interest::READABLE, || {
+                                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                            });
+                        }
+                        Err(_) => return,
+                    },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Some(PeerGone(rx))
+    }
+
+    /// The client has hung up.
+    pub(crate) fn is_gone(&self) -> bool {
+        *self.0.borrow()
     }
 }

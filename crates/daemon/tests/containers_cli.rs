@@ -499,3 +499,56 @@ fn docker_cli_local_volume_driver_options() {
     let err = w.try_docker(&["volume", "create", "--opt", "type=tmpfs", "nodev"], None);
     assert!(String::from_utf8_lossy(&err.stderr).contains("missing required option"));
 }
+
+/// Context switches of every thread of `pid` so far.
+fn wakeups(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// A running container costs the daemon nothing while nothing happens: its watcher sleeps
+/// until the monitor reports the end (a watcher polling every 25 ms made ~40 wake-ups a
+/// second per container). Counted, not timed: the window only bounds how many could occur.
+#[test]
+fn an_idle_daemon_does_not_wake_up_for_running_containers() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    for i in 0..3 {
+        w.docker(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("idle{i}"),
+            "--network",
+            "none",
+            IMAGE,
+            "sleep",
+            "1000",
+        ]);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = w.skiffd.id();
+    let before = wakeups(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let woke = wakeups(pid).saturating_sub(before);
+    assert!(
+        woke < 30,
+        "skiffd woke up {woke} times in 2 s with 3 idle containers"
+    );
+    // And the watchers still see the end at once.
+    w.docker(&["kill", "idle0"]);
+    assert_eq!(w.docker(&["wait", "idle0"]).trim(), "137");
+}

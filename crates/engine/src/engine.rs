@@ -140,51 +140,6 @@ pub(crate) struct Shared {
     watchers: Mutex<Vec<JoinHandle<()>>>,
     vols: Volumes,
     pub(crate) rt: Runtime,
-    primer: Option<Arc<Primer>>,
-}
-
-/// Starts the kernel's wait for the next cgroup migration early (see
-/// [`skiff_cgroups::MigrationPrimer`]): one priming at a time, in a thread of its own.
-struct Primer {
-    inner: skiff_cgroups::MigrationPrimer,
-    busy: AtomicBool,
-}
-
-impl Primer {
-    fn new() -> Option<Arc<Primer>> {
-        if !nix::unistd::geteuid().is_root() {
-            return None;
-        }
-        let root = skiff_cgroups::CgroupRoot::detect().ok()?;
-        match skiff_cgroups::MigrationPrimer::new(&root) {
-            Ok(inner) => Some(Arc::new(Primer {
-                inner,
-                busy: AtomicBool::new(false),
-            })),
-            Err(e) => {
-                tracing::debug!("no cgroup migration priming: {e}");
-                None
-            }
-        }
-    }
-
-    fn prime(self: &Arc<Self>) {
-        if self.busy.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let me = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("skiff-prime".into())
-            .spawn(move || {
-                if let Err(e) = me.inner.prime() {
-                    tracing::debug!("cgroup migration priming: {e}");
-                }
-                me.busy.store(false, Ordering::Release);
-            });
-        if spawned.is_err() {
-            self.busy.store(false, Ordering::Release);
-        }
-    }
 }
 
 /// The container manager. Dropping it stops its watcher threads; the monitors (and so the
@@ -382,14 +337,6 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 impl Shared {
-    /// A process is about to be moved into a cgroup (a start, an exec): let the kernel's
-    /// grace period for it begin now.
-    pub(crate) fn prime_migration(&self) {
-        if let Some(p) = &self.primer {
-            p.prime();
-        }
-    }
-
     fn ctr_dir(&self, id: &str) -> PathBuf {
         self.cfg.data_root.join("containers").join(id)
     }
@@ -487,7 +434,6 @@ impl Shared {
 
     /// Prepares the bundle and starts a monitor for a container (its record locked).
     fn spawn(&self, st: &mut CtrState, wait_start: bool) -> Result<Handle> {
-        self.prime_migration();
         let id = st.rec.id.clone();
         let rootfs = {
             // Waits for a copy into the stopped container (its own mount) to finish.
@@ -962,7 +908,6 @@ impl Engine {
             ctrs: Mutex::new(HashMap::new()),
             shutdown: AtomicBool::new(false),
             watchers: Mutex::new(Vec::new()),
-            primer: Primer::new(),
         });
         let cdir = sh.cfg.data_root.join("containers");
         let mut to_restart = Vec::new();
@@ -1053,8 +998,6 @@ impl Engine {
     /// Creates a container; returns its id.
     pub fn create(&self, name: Option<&str>, body: CreateBody) -> Result<String> {
         let sh = &self.sh;
-        // A start usually follows within milliseconds: its cgroup migration waits less.
-        sh.prime_migration();
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => names::validate(n)?,
             None => {
@@ -1790,14 +1733,7 @@ impl Engine {
     /// Runs a process in a running container (`docker exec`); its stdio are pipes in the
     /// returned handle, or a terminal with `Tty`.
     pub fn exec(&self, name_or_id: &str, cfg: &ExecConfig) -> Result<ExecProcess> {
-        self.sh.prime_migration();
         self.sh.exec_process(name_or_id, cfg)
-    }
-
-    /// An exec was just set up (`POST /containers/{id}/exec`) and its start is likely to
-    /// follow: the cgroup migration that start makes can be prepared for now.
-    pub fn expect_exec(&self) {
-        self.sh.prime_migration();
     }
 
     /// The names of the local volumes.
@@ -1875,7 +1811,7 @@ impl Waiter {
             }
             st = ctr
                 .cv
-                .wait_timeout(st, left.min(Duration::from_millis(200)))
+                .wait_timeout(st, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }

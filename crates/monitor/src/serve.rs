@@ -136,8 +136,9 @@ fn write_exit(dir: &Path, st: &ExitStatus) -> Result<(), Error> {
         .map_err(|e| io_err("cannot encode exit.json")(io::Error::other(e)))?;
     let mut f =
         std::fs::File::create(&tmp).map_err(io_err(format!("cannot write {}", tmp.display())))?;
+    // No fsync: the exec root is runtime state (a tmpfs under /run normally) that a machine
+    // crash takes away with the containers; the rename alone keeps readers from a partial file.
     f.write_all(&body)
-        .and_then(|()| f.sync_all())
         .map_err(io_err(format!("cannot write {}", tmp.display())))?;
     std::fs::rename(&tmp, dir.join(EXIT_FILE)).map_err(io_err("cannot write exit.json"))
 }
