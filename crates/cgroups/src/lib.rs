@@ -22,6 +22,14 @@
 //! - **Identity.** [`Cgroup::new`] only computes paths (no file is touched for an absolute
 //!   path); `Cgroup` is also `Serialize`/`Deserialize`, so the runtime may store it instead of
 //!   recomputing it from another cgroup in later commands.
+//! - **Joining without waiting.** A write to `cgroup.procs` (or any write naming a pid) takes
+//!   the kernel's global threadgroup lock, whose first writer waits for an RCU grace period
+//!   (5-15 ms on a small VM, on every container start). The runtime avoids it where it can:
+//!   the process is born in its unified-hierarchy cgroup (`clone3` with `CLONE_INTO_CGROUP`
+//!   into [`Cgroup::unified_dir`]) and, single-threaded, moves itself into the v1 hierarchies
+//!   with [`Cgroup::join_v1_self`] (a thread writing `0` to `tasks` takes no global lock).
+//!   [`Cgroup::add_process`] remains for the other cases (rootless, user namespaces, old
+//!   kernels).
 //! - **Removal.** [`Cgroup::destroy`] removes the container's own directory (sub-cgroups
 //!   included) in every hierarchy but never its ancestors: like runc, since a parent such as a
 //!   Kubernetes pod cgroup or `/docker` may be shared or carry its own limits.

@@ -332,15 +332,7 @@ impl Runtime {
             Some(path) => {
                 guard.cgroup = Some(&cg);
                 cg.create()?;
-                Some(
-                    std::os::unix::fs::OpenOptionsExt::custom_flags(
-                        fs::OpenOptions::new().read(true),
-                        libc::O_DIRECTORY,
-                    )
-                    .open(path)
-                    .map(OwnedFd::from)
-                    .ctx(|| format!("cannot open cgroup {}", path.display()))?,
-                )
+                Some(open_dir(path).ctx(|| format!("cannot open cgroup {}", path.display()))?)
             }
             None if self_join => {
                 guard.cgroup = Some(&cg);
@@ -349,24 +341,15 @@ impl Runtime {
             }
             None => None,
         };
-        let forked = match &born_in {
-            Some(fd) => match skiff_sys::process::clone_into_cgroup(clone_flags, fd.as_fd()) {
-                Err(e) if CLONE3_UNSUPPORTED.contains(&e) => (clone_fork(clone_flags), false),
-                r => (r, true),
-            },
-            None => (clone_fork(clone_flags), false),
-        };
-        let placed = forked.1;
-        let child = match forked
-            .0
-            .ctx(|| format!("cannot clone the container init with {clone_flags:?}"))?
-        {
-            Forked::Child => {
-                drop(parent_chan);
-                init::run(args)
-            }
-            Forked::Parent(pid) => pid,
-        };
+        let (forked, placed) = clone_in(born_in.as_ref(), clone_flags);
+        let child =
+            match forked.ctx(|| format!("cannot clone the container init with {clone_flags:?}"))? {
+                Forked::Child => {
+                    drop(parent_chan);
+                    init::run(args)
+                }
+                Forked::Parent(pid) => pid,
+            };
         drop(args);
         guard.pids.push(child);
 
@@ -757,26 +740,8 @@ impl Runtime {
         let born_in = cg
             .as_ref()
             .and_then(Cgroup::unified_dir)
-            .and_then(|p| {
-                std::os::unix::fs::OpenOptionsExt::custom_flags(
-                    fs::OpenOptions::new().read(true),
-                    libc::O_DIRECTORY,
-                )
-                .open(p)
-                .ok()
-            })
-            .map(OwnedFd::from);
-        let (forked, placed) = match &born_in {
-            Some(fd) => {
-                match skiff_sys::process::clone_into_cgroup(CloneFlags::empty(), fd.as_fd()) {
-                    Err(e) if CLONE3_UNSUPPORTED.contains(&e) => {
-                        (clone_fork(CloneFlags::empty()), false)
-                    }
-                    r => (r, true),
-                }
-            }
-            None => (clone_fork(CloneFlags::empty()), false),
-        };
+            .and_then(|p| open_dir(p).ok());
+        let (forked, placed) = clone_in(born_in.as_ref(), CloneFlags::empty());
         drop(born_in);
         let child = match forked.ctx(|| "cannot fork for exec".into())? {
             Forked::Child => {
@@ -852,6 +817,28 @@ const CLONE3_UNSUPPORTED: [nix::errno::Errno; 5] = [
     nix::errno::Errno::EOPNOTSUPP,
     nix::errno::Errno::EBUSY,
 ];
+
+/// Forks with `flags`, born in the cgroup `born_in` (an open cgroup v2 directory) when there
+/// is one and the kernel can: returns the fork's result and whether the child was born there.
+fn clone_in(born_in: Option<&OwnedFd>, flags: CloneFlags) -> (nix::Result<Forked>, bool) {
+    match born_in {
+        Some(fd) => match skiff_sys::process::clone_into_cgroup(flags, fd.as_fd()) {
+            Err(e) if CLONE3_UNSUPPORTED.contains(&e) => (clone_fork(flags), false),
+            r => (r, true),
+        },
+        None => (clone_fork(flags), false),
+    }
+}
+
+/// A directory opened for reading (what `CLONE_INTO_CGROUP` takes).
+fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        fs::OpenOptions::new().read(true),
+        libc::O_DIRECTORY,
+    )
+    .open(path)
+    .map(OwnedFd::from)
+}
 
 /// In the forked child of `exec`: join the cgroup (`(cgroup, born in its unified-hierarchy
 /// directory)`) and namespaces, fork the process that will exec (so it is inside the pid
