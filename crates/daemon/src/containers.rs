@@ -155,7 +155,6 @@ where
             })
             .await?;
             state.execs.forget_container(&id);
-            state.events.publish("container", "destroy", &id, &[]);
             no_content()
         }
         ("GET", "json") => {
@@ -191,9 +190,6 @@ where
                 if rec.state.status.is_running() {
                     return Ok(None);
                 }
-                // Taken before the start, so an immediate exit is not missed.
-                let exit = e.waiter(&rec.id, WaitCondition::NextExit)?;
-                let auto_remove = rec.host_config.auto_remove == Some(true);
                 // HostConfig.ConsoleSize [rows, cols]: the tty's size from the first byte when
                 // a client attached first (its monitor waits with the pty made), else at once
                 // after the start.
@@ -204,7 +200,7 @@ where
                     let _ = e.resize(&rec.id, h, w);
                 }
                 match started {
-                    Ok(()) => Ok(Some((rec.id, exit, auto_remove))),
+                    Ok(()) => Ok(Some(rec.id)),
                     Err(err) => {
                         // Docker removes an auto-remove container whose start failed: the
                         // CLI's `run --rm` waits for that (wait?condition=removed).
@@ -219,23 +215,9 @@ where
             })
             .await?;
             match started {
-                Some((id, exit, auto_remove)) => {
+                Some(id) => {
+                    // `die` and `destroy` (AutoRemove) come from the engine's event hook.
                     state.events.publish("container", "start", &id, &[]);
-                    // `die` comes from the engine's event hook (every exit, policy restarts
-                    // too); `destroy` once the engine has auto-removed it.
-                    let st = state.clone();
-                    std::thread::spawn(move || {
-                        let _ = exit.wait();
-                        if auto_remove {
-                            let gone = match st.engine.wait(&id, WaitCondition::Removed) {
-                                Ok(_) => true,
-                                Err(e) => e.kind() == skiff_engine::ErrorKind::NotFound,
-                            };
-                            if gone {
-                                st.events.publish("container", "destroy", &id, &[]);
-                            }
-                        }
-                    });
                     no_content()
                 }
                 None => Ok(http::status(StatusCode::NOT_MODIFIED)),
@@ -341,23 +323,48 @@ async fn wait(
         .parse()
         .map_err(ApiError::from)?;
     let name = name.to_owned();
-    let waiter = eng(state, move |e| e.waiter(&name, cond)).await?;
+    // Subscribed before the waiter looks at the state: no change can fall in between.
+    let (_, mut events) = state.events.subscribe(None);
+    let (id, waiter) = eng(state, move |e| {
+        let id = e.resolve(&name)?;
+        e.waiter(&id, cond).map(|w| (id, w))
+    })
+    .await?;
     let (resp, tx) = http::streaming("application/json");
+    let mut gone = gone;
+    let mut shutdown = state.shutdown.clone();
     tokio::spawn(async move {
-        // Waits in slices, so a client that went away (`docker run -d` sends this request
-        // and exits) frees its worker thread within a slice.
-        let waiter = Arc::new(waiter);
+        // No thread waits: the condition is looked at again whenever this container has an
+        // event (`die`, `destroy`...; the state changes before the event is published), and
+        // the wait ends when the client hangs up (`docker run -d` sends it and exits).
         let result = loop {
-            let w = waiter.clone();
-            match tokio::task::spawn_blocking(move || w.wait_timeout(Duration::from_secs(1))).await
-            {
-                Ok(Ok(None)) if tx.is_closed() || gone.as_ref().is_some_and(|g| g.is_gone()) => {
-                    return
-                }
-                Ok(Ok(None)) => continue,
-                Ok(Ok(Some(code))) => break Ok(code),
-                Ok(Err(e)) => break Err(e.to_string()),
+            match waiter.wait_timeout(Duration::ZERO) {
+                Ok(Some(code)) => break Ok(code),
+                Ok(None) => {}
                 Err(e) => break Err(e.to_string()),
+            }
+            // Belt and braces: a state change without an event is seen within this.
+            let tick = tokio::time::sleep(Duration::from_secs(30));
+            tokio::pin!(tick);
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(ev) if ev.kind != "container" || ev.id != id => continue,
+                        // This container's event, or missed events: look again.
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = async {
+                        match gone.as_mut() {
+                            Some(g) => g.hung_up().await,
+                            None => std::future::pending().await,
+                        }
+                    } => return,
+                    () = tx.closed() => return,
+                    // A daemon going down ends the stream (containers keep running).
+                    _ = shutdown.wait_for(|down| *down) => return,
+                    () = &mut tick => break,
+                }
             }
         };
         let body = match result {

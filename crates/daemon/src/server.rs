@@ -225,8 +225,10 @@ impl PeerGone {
         Some(PeerGone(rx))
     }
 
-    /// The client has hung up.
-    pub(crate) fn is_gone(&self) -> bool {
-        *self.0.borrow()
+    /// Resolves once the client has hung up (never, if the watch ended without it).
+    pub(crate) async fn hung_up(&mut self) {
+        if self.0.wait_for(|gone| *gone).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }

@@ -422,7 +422,6 @@ pub(crate) async fn prune_containers(
     .await?;
     for id in &removed {
         state.execs.forget_container(id);
-        state.events.publish("container", "destroy", id, &[]);
     }
     if !removed.is_empty() {
         state.events.publish(

@@ -852,6 +852,8 @@ fn remove_ctr(sh: &Arc<Shared>, ctr: &Arc<Ctr>, force: bool, volumes: bool) -> R
             }
         }
     }
+    // Once, for every removal (`rm`, prune, AutoRemove), when it is complete.
+    sh.event(&id, "destroy", &[]);
     Ok(())
 }
 
