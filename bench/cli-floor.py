@@ -2,13 +2,14 @@
 """The docker CLI's own floor: a stand-in Docker Engine API server that answers the requests
 of `docker run --rm IMAGE CMD` and `docker exec CTR CMD` at once, without running anything.
 
-    python3 bench/cli-floor.py /path/to/floor.sock
+    python3 bench/cli-floor.py /path/to/floor.sock [LIST.json]
 
 bench/daemon.sh times the same docker CLI commands against it: no daemon can make a command
 faster than that, so it bounds the ratios a daemon can reach against dockerd on this machine.
 The answers are the ones the docker CLI needs (observed on the wire): ping, create, a hijacked
 attach that ends when the container "exits", wait (chunked, answered after start), start,
-container inspect, exec create/start/inspect, version.
+container inspect, exec create/start/inspect, version; and `GET /containers/json` with the contents of LIST.json
+(read at each request, so it can be written after the server started), for `docker ps -a`.
 """
 import json
 import os
@@ -81,6 +82,12 @@ def handle(conn):
                 "ID": EID, "Running": False, "ExitCode": 0, "Pid": 0, "ContainerID": CID,
                 "OpenStdin": False, "OpenStdout": True, "OpenStderr": True,
                 "ProcessConfig": {"entrypoint": "true", "arguments": [], "tty": False}}).encode())
+        elif path == "/containers/json" and LIST:
+            try:
+                with open(LIST, "rb") as f:
+                    send("200 OK", f.read())
+            except OSError:
+                send("200 OK", b"[]")
         elif path.startswith("/containers/") and path.endswith("/json"):
             send("200 OK", json.dumps({"Id": CID, "State": {"Running": True, "Status": "running"},
                                        "Config": {"Tty": False}}).encode())
@@ -93,10 +100,15 @@ def handle(conn):
             send("404 Not Found", b'{"message":"not served by cli-floor.py"}')
 
 
+LIST = None
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: cli-floor.py SOCKET")
+    global LIST
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: cli-floor.py SOCKET [LIST.json]")
     path = sys.argv[1]
+    LIST = sys.argv[2] if len(sys.argv) == 3 else None
     try:
         os.unlink(path)
     except FileNotFoundError:
