@@ -160,7 +160,7 @@ declare -A MED
 FLC="env -u DOCKER_HOST DOCKER_CONFIG=$S/cli $DOCKER -H unix://$RUN/floor.sock"
 FLOOR_PID=""
 if has run || has exec || has ps; then
-    setsid python3 "$here/cli-floor.py" "$RUN/floor.sock" "$RUN/ps.json" </dev/null >"$RUN/floor.log" 2>&1 &
+    setsid python3 "$here/cli-floor.py" "$RUN/floor.sock" "$RUN/ps-list.json" </dev/null >"$RUN/floor.log" 2>&1 &
     FLOOR_PID=$!
     for _ in $(seq 50); do [ -S "$RUN/floor.sock" ] && break; sleep 0.1; done
 fi
@@ -222,7 +222,7 @@ if has ps; then
         [ "$n" -ge "$PS_CONTAINERS" ] || die "$e has $n containers, expected $PS_CONTAINERS"
     done
     # The floor for ps: the CLI reading a canned copy of skiffd's own answer.
-    python3 - "$S/skiff.sock" "$RUN/ps.json" <<'PY'
+    python3 - "$S/skiff.sock" "$RUN/ps-list.json" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
