@@ -39,7 +39,7 @@
 //! unsafe. Containers are started by separate processes (skiff-monitor), spawned with
 //! `std::process::Command` (fork+exec via `posix_spawn`/`clone(CLONE_VFORK)`), never by
 //! forking the daemon and continuing in Rust code. `docker exec` needs the runtime's exec,
-//! which forks: it runs in `skiffd exec-helper`, this binary re-executed (see `main.rs`).
+//! which forks: it runs in `skiff-monitor exec`, a small static process of its own.
 
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
@@ -265,8 +265,8 @@ impl Daemon {
 }
 
 /// Opens the container engine: `skiff-monitor` from next to this executable (unless the
-/// configuration names one), `skiff-init` from there too for `--init`, `skiffd
-/// exec-helper` as the exec helper.
+/// configuration names one), `skiff-init` from there too for `--init`, and
+/// `skiff-monitor exec` as the exec helper.
 fn open_engine(
     config: &Config,
     store: &Store,

@@ -43,7 +43,7 @@ pub struct EngineConfig {
     pub init_bin: Option<PathBuf>,
     /// Sets up (and tears down) the network of containers not on the host network.
     pub network: Option<Arc<dyn NetworkHook>>,
-    /// The exec helper: a binary and its leading arguments (`skiffd exec-helper`) whose
+    /// The exec helper: a binary and its leading arguments (`skiff-monitor exec`) whose
     /// `main` calls [`crate::exec_helper_main`] with the remaining arguments.
     pub exec_helper: Option<(PathBuf, Vec<String>)>,
     /// Told of the container events the engine makes on its own (a policy restart's `die`
