@@ -22,8 +22,27 @@ CID = "f" * 64
 EID = "e" * 64
 HEADERS = ("Api-Version: 1.47\r\nOstype: linux\r\nServer: Docker/27.0.0 (linux)\r\n"
            "Docker-Experimental: false\r\n")
-# One "container" at a time: start releases the attach stream and the wait answer.
-started = threading.Event()
+# Start releases the attach stream and the wait answer that came before it: each waits
+# until the count of starts has passed what it was when its request arrived.
+starts = 0
+cond = threading.Condition()
+
+
+def seen_starts():
+    with cond:
+        return starts
+
+
+def note_start():
+    global starts
+    with cond:
+        starts += 1
+        cond.notify_all()
+
+
+def await_start(before):
+    with cond:
+        cond.wait_for(lambda: starts > before, timeout=5)
 
 
 def handle(conn):
@@ -55,26 +74,27 @@ def handle(conn):
         elif path.endswith("/containers/create"):
             send("201 Created", json.dumps({"Id": CID, "Warnings": []}).encode())
         elif path.endswith("/attach") or (path.startswith("/exec/") and path.endswith("/start")):
+            before = seen_starts()
             conn.sendall(f"HTTP/1.1 101 UPGRADED\r\n{HEADERS}"
                          "Content-Type: application/vnd.docker.multiplexed-stream\r\n"
                          "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
             if path.endswith("/attach"):
-                started.wait(5)
+                await_start(before)
             conn.shutdown(socket.SHUT_WR)
             while conn.recv(65536):
                 pass
             conn.close()
             return
         elif path.endswith("/wait"):
+            before = seen_starts()
             conn.sendall(f"HTTP/1.1 200 OK\r\n{HEADERS}Content-Type: application/json\r\n"
                          "Transfer-Encoding: chunked\r\n\r\n".encode())
-            started.wait(5)
-            started.clear()
+            await_start(before)
             body = b'{"Error":null,"StatusCode":0}\n'
             conn.sendall(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
         elif path.endswith("/start"):
+            note_start()
             send("204 No Content", b"", "text/plain")
-            started.set()
         elif path.endswith("/exec"):
             send("201 Created", json.dumps({"Id": EID}).encode())
         elif path.startswith("/exec/") and path.endswith("/json"):

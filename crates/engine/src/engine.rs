@@ -830,6 +830,9 @@ fn remove_ctr(sh: &Arc<Shared>, ctr: &Arc<Ctr>, force: bool, volumes: bool) -> R
     lock(&sh.ctrs).remove(&id);
     ctr.lock().removed = true;
     ctr.cv.notify_all();
+    // Once, for every removal (`rm`, prune, AutoRemove): the container is gone from the API
+    // now (waiters for `removed` answer on this event); its files go below.
+    sh.event(&id, "destroy", &[]);
     let _ = sh.rt.delete(&id, true);
     if let Some(n) = sh.cfg.network.as_ref() {
         n.teardown(&id);
@@ -852,8 +855,6 @@ fn remove_ctr(sh: &Arc<Shared>, ctr: &Arc<Ctr>, force: bool, volumes: bool) -> R
             }
         }
     }
-    // Once, for every removal (`rm`, prune, AutoRemove), when it is complete.
-    sh.event(&id, "destroy", &[]);
     Ok(())
 }
 
