@@ -1519,15 +1519,21 @@ impl Engine {
                     })
                 })
         };
-        let mut out: Vec<(String, ContainerSummary)> = Vec::new();
-        for c in &ctrs {
+        // Newest first. The containers are put in order before their summaries are made:
+        // sorting the (large) summaries themselves moved megabytes for a thousand of them.
+        let mut order: Vec<(String, &Arc<Ctr>)> = ctrs
+            .iter()
+            .map(|c| (c.lock().rec.created.clone(), c))
+            .collect();
+        order.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let mut out = Vec::with_capacity(order.len());
+        for (_, c) in order {
             let st = c.lock();
             if keep(&st.rec) {
-                out.push((st.rec.created.clone(), self.summary(&st.rec)));
+                out.push(self.summary(&st.rec));
             }
         }
-        out.sort_by(|a, b| b.0.cmp(&a.0));
-        Ok(out.into_iter().map(|(_, s)| s).collect())
+        Ok(out)
     }
 
     /// Changes a container's `NetworkingConfig` (`docker network connect/disconnect`: the
