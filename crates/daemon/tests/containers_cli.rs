@@ -552,3 +552,74 @@ fn an_idle_daemon_does_not_wake_up_for_running_containers() {
     w.docker(&["kill", "idle0"]);
     assert_eq!(w.docker(&["wait", "idle0"]).trim(), "137");
 }
+
+/// The pid of the skiff-monitor of container `id`.
+fn monitor_of(id: &str) -> Option<i32> {
+    let needle = format!("--id\0{id}\0");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd);
+        (cmd.contains("skiff-monitor") && cmd.contains(&needle)).then_some(pid)
+    })
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// A monitor killed with SIGKILL takes its container with it, as containerd does when a shim
+/// dies: the container shows as exited (128), so it must not go on running unwatched in
+/// its cgroup.
+#[test]
+fn a_killed_monitor_does_not_leave_its_container_running() {
+    if !can_run() {
+        return;
+    }
+    let w = World::new();
+    let id = w
+        .docker(&["run", "-d", "--network", "none", IMAGE, "sleep", "1000"])
+        .trim()
+        .to_string();
+    let pid: i32 = w
+        .docker(&["inspect", "-f", "{{.State.Pid}}", &id])
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(alive(pid), "the container's init {pid} runs");
+    let mon = monitor_of(&id).expect("the container's monitor");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the monitor");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (w
+        .docker(&["inspect", "-f", "{{.State.Status}}", &id])
+        .trim()
+        != "exited"
+        || alive(pid))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        w.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &id
+        ])
+        .trim(),
+        "exited 128"
+    );
+    assert!(
+        !alive(pid),
+        "the container's init {pid} still runs unwatched"
+    );
+    w.docker(&["rm", &id]);
+}

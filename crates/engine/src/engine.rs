@@ -671,6 +671,13 @@ fn watch(sh: Arc<Shared>, ctr: Arc<Ctr>, mut handle: Handle) {
                 st.rec.state.finished_at = e.finished_at;
             }
             None => {
+                // The monitor died without recording the end (killed): its container must not
+                // live on unwatched, with no owner for its stdio and exit status, while it
+                // shows as exited. Kill it and delete its runtime state (cgroup included), as
+                // containerd does when a shim dies.
+                if let Err(e) = sh.rt.delete(&id, true) {
+                    tracing::warn!(container = %id, "cannot clean up after a dead monitor: {e}");
+                }
                 st.rec.state.exit_code = 128;
                 st.rec.state.error = "the container's monitor ended unexpectedly".into();
                 st.rec.state.finished_at = now();
